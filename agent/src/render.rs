@@ -1,0 +1,154 @@
+//! The table for people: containers largest writable layer first, then overlay mounts that belong to no
+//! container, then findings. Anything taken from the host is escaped so that a hostile file or label name
+//! cannot move the cursor or forge a line.
+
+use crate::units::human_bytes;
+use collector::report::Report;
+use std::io::{self, Write};
+
+/// Writes the report as aligned text.
+pub fn table(out: &mut impl Write, r: &Report, exact: bool) -> io::Result<()> {
+    let size = |n: u64| if exact { n.to_string() } else { human_bytes(n) };
+    let t = &r.totals;
+    writeln!(
+        out,
+        "{}: {} containers ({} running), writable {} (allocated {}), {} images, {} overlay mounts ({} not owned by a container)",
+        safe(&r.host.name),
+        t.containers,
+        t.containers_running,
+        size(t.writable_apparent_bytes),
+        size(t.writable_allocated_bytes),
+        t.images,
+        t.overlay_mounts,
+        t.unowned_mounts,
+    )?;
+    writeln!(out)?;
+
+    let mut rows = vec![[
+        "CONTAINER",
+        "NAME",
+        "STATE",
+        "IMAGE",
+        "WRITABLE",
+        "ALLOCATED",
+        "FILES",
+        "DIRS",
+        "WHITEOUTS",
+        "ERRORS",
+        "MOUNTED",
+    ]
+    .map(String::from)];
+    for c in &r.containers {
+        let image = c.image.tags.first().cloned().unwrap_or_else(|| short_id(&c.image.id));
+        let w = c.writable.as_ref().map(|w| &w.usage);
+        let num = |f: fn(&collector::usage::WritableUsage) -> u64| w.map_or("-".into(), |u| f(u).to_string());
+        rows.push([
+            c.id.chars().take(12).collect(),
+            safe(&c.name),
+            c.state.clone(),
+            safe(&image),
+            w.map_or("-".into(), |u| size(u.apparent_bytes)),
+            w.map_or("-".into(), |u| size(u.allocated_bytes)),
+            num(|u| u.files),
+            num(|u| u.dirs),
+            num(|u| u.whiteouts),
+            num(|u| u.errors),
+            if c.mount.is_some() { "yes".into() } else { "no".into() },
+        ]);
+    }
+    if r.containers.is_empty() {
+        writeln!(out, "No containers found in {}.", safe(&r.sources.docker_root))?;
+    } else {
+        write_rows(out, &rows, &[4, 5, 6, 7, 8, 9])?;
+    }
+
+    if !r.unowned_mounts.is_empty() {
+        writeln!(out)?;
+        writeln!(out, "Overlay mounts not owned by a known container:")?;
+        for m in &r.unowned_mounts {
+            writeln!(out, "  {} (mount id {})", safe(&m.mountpoint), m.mount_id.map_or("-".into(), |i| i.to_string()))?;
+            if let Some(u) = &m.upperdir {
+                writeln!(out, "    upper  {}", safe(u))?;
+            }
+            for l in &m.layers {
+                let id = l.chain_id.as_deref().map(short_id).unwrap_or_else(|| l.role.clone());
+                writeln!(out, "    lower  {}  [{}]", safe(&l.path), id)?;
+            }
+        }
+    }
+
+    if !r.findings.is_empty() {
+        writeln!(out)?;
+        writeln!(out, "Findings:")?;
+        for f in &r.findings {
+            let sev =
+                serde_json::to_value(f.severity).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
+            write!(out, "  {sev:<7} {}: {}", f.code, safe(&f.message))?;
+            if let Some(p) = &f.path {
+                write!(out, " ({})", safe(p))?;
+            }
+            writeln!(out)?;
+        }
+    }
+    Ok(())
+}
+
+fn write_rows<const N: usize>(out: &mut impl Write, rows: &[[String; N]], right: &[usize]) -> io::Result<()> {
+    let mut widths = [0usize; N];
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    for row in rows {
+        let mut line = String::new();
+        for (i, cell) in row.iter().enumerate() {
+            let pad = widths[i] - cell.chars().count();
+            if i > 0 {
+                line.push_str("  ");
+            }
+            if right.contains(&i) {
+                line.extend(std::iter::repeat_n(' ', pad));
+                line.push_str(cell);
+            } else {
+                line.push_str(cell);
+                if i + 1 < N {
+                    line.extend(std::iter::repeat_n(' ', pad));
+                }
+            }
+        }
+        writeln!(out, "{}", line.trim_end())?;
+    }
+    Ok(())
+}
+
+fn short_id(id: &str) -> String {
+    id.trim_start_matches("sha256:").chars().take(12).collect()
+}
+
+/// Escapes control characters and backslashes so host-supplied text stays on one line.
+pub fn safe(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for ch in s.chars() {
+        match ch {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            '\r' => out.push_str("\\r"),
+            c if c.is_control() => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::safe;
+
+    #[test]
+    fn control_characters_cannot_break_lines() {
+        assert_eq!(safe("a\nb\tc\\d\u{1b}[2J"), "a\\nb\\tc\\\\d\\u{1b}[2J");
+        assert_eq!(safe("plain-name_1.2"), "plain-name_1.2");
+    }
+}

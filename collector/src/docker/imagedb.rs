@@ -1,0 +1,126 @@
+//! Docker's image store for the overlay2 driver: image configs (`image/overlay2/imagedb/content/sha256/`)
+//! and tags (`image/overlay2/repositories.json`). Only what the audit needs is parsed: the DiffIDs of the
+//! root filesystem, the creation time and the parent of intermediate build images.
+
+use super::layerdb::{list_dir, read_field};
+use crate::digest::{is_hex64, sha256_digest};
+use crate::finding::Findings;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// One image config.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageConfig {
+    /// `sha256:…`: the digest of the config file.
+    pub id: String,
+    /// DiffIDs of the root filesystem, base first.
+    pub diff_ids: Vec<String>,
+    /// The image this one was built from (`imagedb/metadata/sha256/<id>/parent`), for build intermediates.
+    pub parent: Option<String>,
+    /// `created` from the config, as written.
+    pub created: Option<String>,
+    /// The config file.
+    pub path: PathBuf,
+}
+
+#[derive(Deserialize)]
+struct ConfigFile {
+    #[serde(default)]
+    created: Option<String>,
+    rootfs: Option<RootFs>,
+}
+
+#[derive(Deserialize)]
+struct RootFs {
+    #[serde(default)]
+    diff_ids: Vec<String>,
+}
+
+#[derive(Deserialize)]
+struct RepositoriesFile {
+    #[serde(rename = "Repositories", default)]
+    repositories: BTreeMap<String, BTreeMap<String, String>>,
+}
+
+/// Reads every image config under `imagedb` (`<data-root>/image/overlay2/imagedb`).
+pub fn read_images(imagedb: &Path, findings: &mut Findings) -> BTreeMap<String, ImageConfig> {
+    let mut out = BTreeMap::new();
+    for (name, path) in list_dir(&imagedb.join("content/sha256"), findings) {
+        if !is_hex64(&name) {
+            continue;
+        }
+        let id = format!("sha256:{name}");
+        let bytes = match fs::read(&path) {
+            Ok(b) => b,
+            Err(e) => {
+                findings.error("image_config_unreadable", format!("cannot read image config: {e}"), Some(&path));
+                continue;
+            }
+        };
+        if sha256_digest(&bytes) != id {
+            findings.error(
+                "image_config_digest_mismatch",
+                "image config's sha256 does not match its name: the file was altered or truncated",
+                Some(&path),
+            );
+        }
+        let parsed: ConfigFile = match serde_json::from_slice(&bytes) {
+            Ok(c) => c,
+            Err(e) => {
+                findings.error("image_config_unparsable", format!("image config is not valid JSON: {e}"), Some(&path));
+                continue;
+            }
+        };
+        let parent = read_field(&imagedb.join("metadata/sha256").join(&name), "parent").ok().flatten();
+        out.insert(
+            id.clone(),
+            ImageConfig {
+                id,
+                diff_ids: parsed.rootfs.map(|r| r.diff_ids).unwrap_or_default(),
+                parent,
+                created: parsed.created,
+                path,
+            },
+        );
+    }
+    out
+}
+
+/// Reads `repositories.json` into image id → tags (`name:tag`, sorted). Digest references (`name@sha256:…`)
+/// are left out, as the engine's `RepoTags` leaves them out.
+pub fn read_tags(path: &Path, findings: &mut Findings) -> BTreeMap<String, Vec<String>> {
+    let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let bytes = match fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return out,
+        Err(e) => {
+            findings.error("repositories_unreadable", format!("cannot read image tags: {e}"), Some(path));
+            return out;
+        }
+    };
+    let parsed: RepositoriesFile = match serde_json::from_slice(&bytes) {
+        Ok(r) => r,
+        Err(e) => {
+            findings.error(
+                "repositories_unparsable",
+                format!("image tags file is not valid JSON ({e}); images are shown without tags"),
+                Some(path),
+            );
+            return out;
+        }
+    };
+    for refs in parsed.repositories.into_values() {
+        for (reference, id) in refs {
+            if !reference.contains('@') {
+                out.entry(id).or_default().push(reference);
+            }
+        }
+    }
+    for tags in out.values_mut() {
+        tags.sort();
+    }
+    out
+}

@@ -1,0 +1,224 @@
+//! The report document (`ovlaudit.report/v1`): the serde types that `ovlaudit report --format json` writes
+//! and that every shipped event nests under `ovlaudit.*`. This is a public contract: fields are added,
+//! never renamed or removed. Sizes are integer bytes; paths that are not UTF-8 are written lossily and
+//! flagged with a `path_not_utf8` finding.
+
+use crate::finding::Finding;
+use crate::usage::WritableUsage;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// The schema name written in `schema`.
+pub const REPORT_SCHEMA: &str = "ovlaudit.report/v1";
+
+/// One audit of one host.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Report {
+    /// Always [`REPORT_SCHEMA`].
+    pub schema: String,
+    /// When the scan started, RFC 3339 UTC.
+    pub generated_at: String,
+    /// The audited host.
+    pub host: HostInfo,
+    /// What was read, and from where.
+    pub sources: Sources,
+    /// Every container of every engine found, running or not, largest writable layer first.
+    pub containers: Vec<ContainerReport>,
+    /// Every image.
+    pub images: Vec<ImageReport>,
+    /// Overlay mounts that belong to no known container (another engine, a hand-made mount), with their
+    /// layers identified where possible.
+    pub unowned_mounts: Vec<MountReport>,
+    /// Storage that belongs to no image or container.
+    pub orphans: Vec<Orphan>,
+    /// Problems and notable facts.
+    pub findings: Vec<Finding>,
+    /// Sums over the report.
+    pub totals: Totals,
+    /// How long the scan took, in milliseconds.
+    pub scan_duration_ms: u64,
+}
+
+/// The audited host.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HostInfo {
+    /// Host name.
+    pub name: String,
+}
+
+/// What the scan read.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Sources {
+    /// The mount table file that was parsed, or null when none could be read.
+    pub mount_table: Option<String>,
+    /// The Docker data root as the host names it.
+    pub docker_root: String,
+    /// Whether a Docker overlay2 data root was found there.
+    pub docker_found: bool,
+}
+
+/// One container.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ContainerReport {
+    /// 64-hex id.
+    pub id: String,
+    /// Name without the leading `/`.
+    pub name: String,
+    /// `docker`.
+    pub runtime: String,
+    /// `running`, `exited`, `created`, `paused`, `restarting`, `removing`, `dead`, or `unknown` when the
+    /// record could not be read.
+    pub state: String,
+    /// Creation time as the engine recorded it.
+    pub created: Option<String>,
+    /// The container's image.
+    pub image: ImageRef,
+    /// Labels.
+    pub labels: BTreeMap<String, String>,
+    /// The writable layer and its usage; null when the engine records none.
+    pub writable: Option<WritableReport>,
+    /// The init layer Docker puts between image and writable layer.
+    pub init_layer: Option<InitLayer>,
+    /// Image layers, base first.
+    pub layers: Vec<LayerReport>,
+    /// The live overlay mount, for a running container.
+    pub mount: Option<MountReport>,
+    /// The json-file log.
+    pub log_path: Option<String>,
+}
+
+/// A container's image.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ImageRef {
+    /// `sha256:…`.
+    pub id: String,
+    /// The image as the user named it when creating the container.
+    pub name: String,
+    /// The image's current tags.
+    pub tags: Vec<String>,
+}
+
+/// A writable layer: where it is and what it holds.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WritableReport {
+    /// overlay2 directory name (Docker's mount id).
+    pub cache_id: String,
+    /// The layer directory.
+    pub layer_dir: String,
+    /// Its `diff/`, the overlay upperdir.
+    pub upperdir: String,
+    /// Its `work/`.
+    pub workdir: String,
+    /// Its `merged/`, where the engine mounts it.
+    pub mergeddir: String,
+    /// The lower layers from the on-disk `lower` file, resolved, top first (init layer first).
+    pub lowerdirs: Vec<String>,
+    /// What the walk counted.
+    #[serde(flatten)]
+    pub usage: WritableUsage,
+}
+
+/// A container's init layer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct InitLayer {
+    /// overlay2 directory name (`<mount-id>-init`).
+    pub cache_id: String,
+}
+
+/// One image layer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LayerReport {
+    /// overlay2 directory name.
+    pub cache_id: String,
+    /// `sha256:…` of the layer and its ancestors.
+    pub chain_id: String,
+    /// `sha256:…` of the layer's content.
+    pub diff_id: String,
+    /// The layer's size as the engine recorded it.
+    pub size_bytes: Option<u64>,
+}
+
+/// An overlay mount from the mount table, its layer paths resolved.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MountReport {
+    /// Where it is mounted.
+    pub mountpoint: String,
+    /// The kernel's mount id (null when read from `/proc/mounts`).
+    pub mount_id: Option<u32>,
+    /// The upper layer, absolute; null for a read-only overlay.
+    pub upperdir: Option<String>,
+    /// The work directory, absolute.
+    pub workdir: Option<String>,
+    /// Lower layers, absolute and with short links resolved, top first.
+    pub lowerdirs: Vec<String>,
+    /// Data-only lower layers (after `::`, or `datadir+=`), resolved.
+    pub data_only_lowerdirs: Vec<String>,
+    /// Whether the mounter gave relative layer paths (long layer chains).
+    pub relative_paths: bool,
+    /// Each lower layer identified, top first.
+    pub layers: Vec<MountLayer>,
+}
+
+/// One lower layer of a mount, identified where the data root knows it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MountLayer {
+    /// Resolved absolute path.
+    pub path: String,
+    /// overlay2 directory name, when the path is in a known data root.
+    pub cache_id: Option<String>,
+    /// ChainID, when it is an image layer.
+    pub chain_id: Option<String>,
+    /// DiffID, when it is an image layer.
+    pub diff_id: Option<String>,
+    /// `image`, `init`, `container`, or `unknown`.
+    pub role: String,
+}
+
+/// One image.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ImageReport {
+    /// `sha256:…`.
+    pub id: String,
+    /// Tags (`name:tag`).
+    pub tags: Vec<String>,
+    /// Sum of the image's layer sizes as the engine recorded them.
+    pub size_bytes: u64,
+    /// Number of containers using it.
+    pub containers: u64,
+    /// ChainIDs, base first.
+    pub layers: Vec<String>,
+}
+
+/// Storage that belongs to nobody.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Orphan {
+    /// The path.
+    pub path: String,
+    /// What kind of leftover it is.
+    pub kind: String,
+    /// Apparent bytes under it.
+    pub apparent_bytes: u64,
+    /// Allocated bytes under it.
+    pub allocated_bytes: u64,
+}
+
+/// Sums over the report.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Totals {
+    /// Containers.
+    pub containers: u64,
+    /// Running containers.
+    pub containers_running: u64,
+    /// Sum of writable `apparent_bytes`.
+    pub writable_apparent_bytes: u64,
+    /// Sum of writable `allocated_bytes`.
+    pub writable_allocated_bytes: u64,
+    /// Images.
+    pub images: u64,
+    /// Overlay mounts in the mount table.
+    pub overlay_mounts: u64,
+    /// Overlay mounts that belong to no known container.
+    pub unowned_mounts: u64,
+    /// Findings by severity.
+    pub findings: BTreeMap<String, u64>,
+}

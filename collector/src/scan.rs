@@ -1,0 +1,481 @@
+//! The audit of one host: reads the mount table and the Docker data root, measures every writable layer,
+//! and joins them into a [`Report`]. This is where mount entries meet layer directories; it decides nothing
+//! about where the report goes.
+
+use crate::docker::{DockerRoot, DockerStore, StoreError};
+use crate::finding::{Findings, Severity};
+use crate::mount_table::{read_mount_table, OverlayMount};
+use crate::report::*;
+use crate::usage::{measure_writable_layer, OverlayXattrs, WritableUsage};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::{Instant, SystemTime};
+
+/// What to audit.
+#[derive(Debug, Clone)]
+pub struct ScanOptions {
+    /// Prefix under which the host's filesystem is visible (`/`, or `/host` for an agent in a container).
+    pub root: PathBuf,
+    /// The host's proc directory as the host names it (`/proc`); read under `root`.
+    pub proc_dir: PathBuf,
+    /// The Docker data root as the host names it (`/var/lib/docker`); read under `root`.
+    pub docker_root: PathBuf,
+    /// When false, a missing data root is only noted (the default root on a host without Docker); when
+    /// true (the user named it) it is an error.
+    pub docker_root_required: bool,
+    /// Walkers to run at once; 0 means one per CPU.
+    pub threads: usize,
+}
+
+impl Default for ScanOptions {
+    fn default() -> Self {
+        ScanOptions {
+            root: PathBuf::from("/"),
+            proc_dir: PathBuf::from("/proc"),
+            docker_root: PathBuf::from("/var/lib/docker"),
+            docker_root_required: false,
+            threads: 0,
+        }
+    }
+}
+
+/// Why a scan could not produce a report at all.
+#[derive(Debug, thiserror::Error)]
+pub enum ScanError {
+    /// The Docker data root could not be read.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// `root` joined with an absolute host path.
+pub fn under_root(root: &Path, host_path: &Path) -> PathBuf {
+    match host_path.strip_prefix("/") {
+        Ok(rel) => root.join(rel),
+        Err(_) => root.join(host_path),
+    }
+}
+
+/// Audits the host.
+pub fn scan(opts: &ScanOptions) -> Result<Report, ScanError> {
+    let started = Instant::now();
+    let generated_at = rfc3339(SystemTime::now());
+    let mut findings = Findings::default();
+
+    let table = read_mount_table(&under_root(&opts.root, &opts.proc_dir), &mut findings);
+    let overlays: Vec<OverlayMount> = table.as_ref().map(|t| t.overlays(&mut findings)).unwrap_or_default();
+
+    let root = DockerRoot { path: under_root(&opts.root, &opts.docker_root), host_path: opts.docker_root.clone() };
+    let store = match DockerStore::open(root, &mut findings) {
+        Ok(s) => Some(s),
+        Err(StoreError::NotFound { path }) if !opts.docker_root_required => {
+            findings.info(
+                "docker_root_missing",
+                format!("no Docker data root at {}; only the mount table was audited", path.display()),
+                Some(&path),
+            );
+            None
+        }
+        Err(e) => return Err(e.into()),
+    };
+
+    let mut containers = Vec::new();
+    let mut images = Vec::new();
+    let mut owned: HashSet<usize> = HashSet::new();
+    if let Some(store) = &store {
+        containers = join_containers(store, &overlays, &mut owned, opts.threads, &mut findings);
+        images = image_reports(store, &containers, &mut findings);
+    }
+    let unowned_mounts: Vec<MountReport> = overlays
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| !owned.contains(i))
+        .map(|(_, m)| mount_report(m, store.as_ref(), &mut findings))
+        .collect();
+
+    let findings = findings.into_vec();
+    let mut by_severity: BTreeMap<String, u64> = BTreeMap::new();
+    for s in [Severity::Error, Severity::Warning, Severity::Info] {
+        by_severity.insert(severity_word(s).to_owned(), findings.iter().filter(|f| f.severity == s).count() as u64);
+    }
+    let totals = Totals {
+        containers: containers.len() as u64,
+        containers_running: containers.iter().filter(|c| c.state == "running").count() as u64,
+        writable_apparent_bytes: containers
+            .iter()
+            .filter_map(|c| c.writable.as_ref())
+            .map(|w| w.usage.apparent_bytes)
+            .sum(),
+        writable_allocated_bytes: containers
+            .iter()
+            .filter_map(|c| c.writable.as_ref())
+            .map(|w| w.usage.allocated_bytes)
+            .sum(),
+        images: images.len() as u64,
+        overlay_mounts: overlays.len() as u64,
+        unowned_mounts: unowned_mounts.len() as u64,
+        findings: by_severity,
+    };
+    Ok(Report {
+        schema: REPORT_SCHEMA.to_owned(),
+        generated_at,
+        host: HostInfo { name: host_name() },
+        sources: Sources {
+            mount_table: table.as_ref().map(|t| t.source.to_string_lossy().into_owned()),
+            docker_root: opts.docker_root.to_string_lossy().into_owned(),
+            docker_found: store.is_some(),
+        },
+        containers,
+        images,
+        unowned_mounts,
+        orphans: Vec::new(),
+        findings,
+        totals,
+        scan_duration_ms: started.elapsed().as_millis() as u64,
+    })
+}
+
+fn severity_word(s: Severity) -> &'static str {
+    match s {
+        Severity::Info => "info",
+        Severity::Warning => "warning",
+        Severity::Error => "error",
+    }
+}
+
+/// Every container the data root knows, by its record or its read-write layer, joined with its live mount.
+fn join_containers(
+    store: &DockerStore,
+    overlays: &[OverlayMount],
+    owned: &mut HashSet<usize>,
+    threads: usize,
+    findings: &mut Findings,
+) -> Vec<ContainerReport> {
+    let mut ids: Vec<&String> = store.containers.keys().chain(store.layerdb.rw_layers.keys()).collect();
+    ids.sort();
+    ids.dedup();
+
+    // Index live overlay mounts by their upperdir so each container finds its own in one look-up.
+    let mut by_upper: HashMap<&Path, usize> = HashMap::new();
+    for (i, m) in overlays.iter().enumerate() {
+        if let Some(u) = &m.layers.upper {
+            by_upper.insert(u.as_path(), i);
+        }
+    }
+
+    let upperdirs: Vec<Option<PathBuf>> = ids
+        .iter()
+        .map(|id| store.layerdb.rw_layers.get(*id).map(|rw| store.layer_dir(&rw.mount_id).join("diff")))
+        .collect();
+    let usages = measure_all(&upperdirs, threads);
+
+    let mut out = Vec::with_capacity(ids.len());
+    for ((id, usage), upperdir) in ids.into_iter().zip(usages).zip(&upperdirs) {
+        let record = store.containers.get(id);
+        let rw = store.layerdb.rw_layers.get(id);
+        let config = match record {
+            Some(Ok(c)) => Some(c),
+            Some(Err(_)) => None, // already a finding
+            None => {
+                findings.warn(
+                    "container_record_missing",
+                    format!("read-write layer of container {id} has no container record (containers/{id}/)"),
+                    rw.map(|r| r.path.as_path()),
+                );
+                None
+            }
+        };
+        let image_id = config.map(|c| c.image.clone()).unwrap_or_default();
+        let mut c = ContainerReport {
+            id: id.clone(),
+            name: config.map(|c| c.name.trim_start_matches('/').to_owned()).unwrap_or_default(),
+            runtime: "docker".to_owned(),
+            state: config.map(|c| c.state.word().to_owned()).unwrap_or_else(|| "unknown".to_owned()),
+            created: config.and_then(|c| c.created.clone()),
+            image: ImageRef {
+                tags: store.tags.get(&image_id).cloned().unwrap_or_default(),
+                name: config.map(|c| c.config.image.clone()).unwrap_or_default(),
+                id: image_id,
+            },
+            labels: config.and_then(|c| c.config.labels.clone()).unwrap_or_default(),
+            writable: None,
+            init_layer: None,
+            layers: Vec::new(),
+            mount: None,
+            log_path: config.and_then(|c| c.log_path.clone()).filter(|p| !p.is_empty()),
+        };
+        let Some(rw) = rw else {
+            findings.error(
+                "container_rw_layer_missing",
+                format!("container {id} has no read-write layer in the layer database"),
+                Some(&store.root.path.join("image/overlay2/layerdb/mounts").join(id)),
+            );
+            out.push(c);
+            continue;
+        };
+        c.init_layer = rw.init_id.clone().map(|cache_id| InitLayer { cache_id });
+        if let Some(top) = &rw.parent {
+            let chain = store.layerdb.chain(top, findings);
+            c.layers = chain
+                .iter()
+                .map(|l| LayerReport {
+                    cache_id: l.cache_id.clone(),
+                    chain_id: l.chain_id.clone(),
+                    diff_id: l.diff_id.clone(),
+                    size_bytes: l.size,
+                })
+                .collect();
+            if let Some(img) = store.images.get(&c.image.id) {
+                let diffs: Vec<&str> = chain.iter().map(|l| l.diff_id.as_str()).collect();
+                if diffs != img.diff_ids.iter().map(String::as_str).collect::<Vec<_>>() {
+                    findings.error(
+                        "container_layers_differ_from_image",
+                        format!("container {id}'s layer chain does not carry the DiffIDs of its image {}", img.id),
+                        Some(&rw.path),
+                    );
+                }
+            }
+        }
+        let lowerdirs = match store.lower_chain(&rw.mount_id) {
+            Ok(l) => l.unwrap_or_default(),
+            Err(why) => {
+                findings.error("lower_file_unresolved", why, Some(&store.layer_dir(&rw.mount_id)));
+                Vec::new()
+            }
+        };
+        let host_dir = store.host_layer_dir(&rw.mount_id);
+        let usage = match usage {
+            Ok(u) => u,
+            Err(e) => {
+                let missing = e.source.kind() == std::io::ErrorKind::NotFound;
+                findings.error(
+                    if missing { "writable_layer_missing" } else { "writable_layer_unreadable" },
+                    format!("container {id}: {e}"),
+                    upperdir.as_deref(),
+                );
+                WritableUsage { errors: 1, ..WritableUsage::default() }
+            }
+        };
+        if usage.errors > 0 && !usage.error_samples.is_empty() {
+            findings.warn(
+                "writable_layer_partly_unreadable",
+                format!(
+                    "container {id}: {} entries could not be read; first: {}",
+                    usage.errors,
+                    usage.error_samples.join("; ")
+                ),
+                Some(&host_dir.join("diff")),
+            );
+        }
+        if usage.mount_points > 0 {
+            findings.info(
+                "writable_layer_has_mount_points",
+                format!(
+                    "container {id}: {} mount point(s) inside the writable layer were not crossed",
+                    usage.mount_points
+                ),
+                Some(&host_dir.join("diff")),
+            );
+        }
+        let live = by_upper.get(host_dir.join("diff").as_path()).copied();
+        if let Some(i) = live {
+            owned.insert(i);
+            let m = mount_report(&overlays[i], Some(store), findings);
+            let on_disk: Vec<String> = lowerdirs.iter().map(|p| p.to_string_lossy().into_owned()).collect();
+            if m.lowerdirs != on_disk {
+                findings.error(
+                    "mount_lower_chain_mismatch",
+                    format!(
+                        "container {id}: the live mount's lower layers differ from the on-disk lower file ({} vs {} layers)",
+                        m.lowerdirs.len(),
+                        on_disk.len()
+                    ),
+                    Some(&host_dir.join("lower")),
+                );
+            }
+            c.mount = Some(m);
+        } else if c.state == "running" {
+            findings.warn(
+                "running_container_not_mounted",
+                format!("container {id} is recorded as running but its writable layer is not mounted"),
+                Some(&host_dir.join("merged")),
+            );
+        }
+        c.writable = Some(WritableReport {
+            cache_id: rw.mount_id.clone(),
+            layer_dir: host_dir.to_string_lossy().into_owned(),
+            upperdir: host_dir.join("diff").to_string_lossy().into_owned(),
+            workdir: host_dir.join("work").to_string_lossy().into_owned(),
+            mergeddir: host_dir.join("merged").to_string_lossy().into_owned(),
+            lowerdirs: lowerdirs.iter().map(|p| p.to_string_lossy().into_owned()).collect(),
+            usage,
+        });
+        out.push(c);
+    }
+    out.sort_by(|a, b| {
+        let size = |c: &ContainerReport| c.writable.as_ref().map_or(0, |w| w.usage.apparent_bytes);
+        size(b).cmp(&size(a)).then_with(|| a.name.cmp(&b.name)).then_with(|| a.id.cmp(&b.id))
+    });
+    out
+}
+
+/// Measures every upperdir, spreading whole layers over `threads` workers.
+fn measure_all(upperdirs: &[Option<PathBuf>], threads: usize) -> Vec<Result<WritableUsage, crate::usage::UsageError>> {
+    let n = if threads == 0 { std::thread::available_parallelism().map_or(1, |n| n.get()) } else { threads };
+    let next = AtomicUsize::new(0);
+    let results: Mutex<Vec<Option<Result<WritableUsage, crate::usage::UsageError>>>> =
+        Mutex::new((0..upperdirs.len()).map(|_| None).collect());
+    std::thread::scope(|s| {
+        for _ in 0..n.min(upperdirs.len()).max(1) {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(dir) = upperdirs.get(i) else { break };
+                let r = match dir {
+                    Some(d) => measure_writable_layer(d, OverlayXattrs::Trusted),
+                    None => Ok(WritableUsage::default()),
+                };
+                if let Ok(mut v) = results.lock() {
+                    v[i] = Some(r);
+                }
+            });
+        }
+    });
+    results
+        .into_inner()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|r| r.unwrap_or_else(|| Ok(WritableUsage::default())))
+        .collect()
+}
+
+fn image_reports(store: &DockerStore, containers: &[ContainerReport], findings: &mut Findings) -> Vec<ImageReport> {
+    let mut out = Vec::new();
+    for img in store.images.values() {
+        let chain = crate::digest::chain_ids(&img.diff_ids);
+        let mut size = 0;
+        for id in &chain {
+            match store.layerdb.layers.get(id) {
+                Some(l) => size += l.size.unwrap_or(0),
+                None => findings.warn(
+                    "image_layer_missing",
+                    format!("image {} names layer {id}, which is not in the layer database", img.id),
+                    Some(&img.path),
+                ),
+            }
+        }
+        out.push(ImageReport {
+            id: img.id.clone(),
+            tags: store.tags.get(&img.id).cloned().unwrap_or_default(),
+            size_bytes: size,
+            containers: containers.iter().filter(|c| c.image.id == img.id).count() as u64,
+            layers: chain,
+        });
+    }
+    out
+}
+
+/// A mount's report, its lower layers identified through `store` where it knows them.
+fn mount_report(m: &OverlayMount, store: Option<&DockerStore>, findings: &mut Findings) -> MountReport {
+    let text = |p: &Path, findings: &mut Findings| {
+        if p.to_str().is_none() {
+            findings.warn("path_not_utf8", "a layer path is not UTF-8; it is shown lossily", Some(p));
+        }
+        p.to_string_lossy().into_owned()
+    };
+    let mut layers = Vec::new();
+    let mut lowerdirs = Vec::new();
+    for p in &m.layers.lower {
+        let cache_id = store.and_then(|s| s.cache_id_of(p));
+        let resolved = match (&cache_id, store) {
+            (Some(c), Some(s)) => s.host_layer_dir(c).join("diff"),
+            _ => p.clone(),
+        };
+        if cache_id.is_none() && store.is_some_and(|s| p.starts_with(s.root.host_path.join("overlay2"))) {
+            findings.error(
+                "lowerdir_unresolved",
+                format!(
+                    "lower layer of the mount at {} does not resolve to a layer directory",
+                    m.entry.mount_point.display()
+                ),
+                Some(p),
+            );
+        }
+        let image_layer = cache_id
+            .as_ref()
+            .and_then(|c| store?.cache_to_chain.get(c))
+            .and_then(|chain| store?.layerdb.layers.get(chain));
+        let role = match (&cache_id, image_layer) {
+            (_, Some(_)) => "image",
+            (Some(c), None) if c.ends_with("-init") => "init",
+            (Some(_), None) => "container",
+            (None, None) => "unknown",
+        };
+        let path = text(&resolved, findings);
+        lowerdirs.push(path.clone());
+        layers.push(MountLayer {
+            path,
+            chain_id: image_layer.map(|l| l.chain_id.clone()),
+            diff_id: image_layer.map(|l| l.diff_id.clone()),
+            cache_id,
+            role: role.to_owned(),
+        });
+    }
+    MountReport {
+        mountpoint: text(&m.entry.mount_point, findings),
+        mount_id: m.entry.mount_id,
+        upperdir: m.layers.upper.as_deref().map(|p| text(p, findings)),
+        workdir: m.layers.work.as_deref().map(|p| text(p, findings)),
+        lowerdirs,
+        data_only_lowerdirs: m.layers.data_only.iter().map(|p| text(p, findings)).collect(),
+        relative_paths: m.relative,
+        layers,
+    }
+}
+
+fn host_name() -> String {
+    let mut buf = [0u8; 256];
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    if rc != 0 {
+        return String::new();
+    }
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    String::from_utf8_lossy(&buf[..end]).into_owned()
+}
+
+/// Formats a time as RFC 3339 UTC with seconds (`2026-11-28T16:33:02Z`).
+pub fn rfc3339(t: SystemTime) -> String {
+    let secs = t.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs()) as i64;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn rfc3339_matches_known_instants() {
+        // Values checked with `date -u -d @N +%Y-%m-%dT%H:%M:%SZ`.
+        assert_eq!(rfc3339(SystemTime::UNIX_EPOCH), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(SystemTime::UNIX_EPOCH + Duration::from_secs(951_782_400)), "2000-02-29T00:00:00Z");
+        assert_eq!(rfc3339(SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_883_582)), "2026-11-28T16:33:02Z");
+    }
+
+    #[test]
+    fn under_root_prefixes_host_paths() {
+        assert_eq!(under_root(Path::new("/host"), Path::new("/var/lib/docker")), Path::new("/host/var/lib/docker"));
+        assert_eq!(under_root(Path::new("/"), Path::new("/proc")), Path::new("/proc"));
+    }
+}

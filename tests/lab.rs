@@ -1,0 +1,69 @@
+//! A throwaway Docker lab for seeing ovlaudit work in a minute, on any machine with Debian's `docker.io`
+//! and `busybox-static`: a private dockerd with a few varied containers, then `ovlaudit report` on it,
+//! checked against the engine and printed. Ignored in the normal run; the README gives the command:
+//!
+//!     cargo test -p ovlaudit --test tests lab -- --ignored --nocapture
+
+use crate::common::{report_json, OVLAUDIT};
+use crate::harness::Engine;
+
+#[test]
+#[ignore = "a demonstration; run it with --ignored --nocapture"]
+fn lab() {
+    let engine = Engine::start()
+        .expect("start a private dockerd")
+        .expect("the lab needs dockerd (apt-get install docker.io busybox-static)");
+    engine.import_busybox("busybox:lab");
+    engine.build("app:1", "FROM busybox:lab\nRUN mkdir -p /srv/www && echo '<h1>hi</h1>' > /srv/www/index.html\n");
+    engine.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "web",
+        "--label",
+        "com.docker.compose.project=shop",
+        "app:1",
+        "sh",
+        "-c",
+        "for i in $(seq 1 200); do echo \"GET /$i 200\" >> /var/log.txt; done; touch /ready; exec sleep 3600",
+    ]);
+    engine.docker(&[
+        "run",
+        "-d",
+        "--name",
+        "cache",
+        "app:1",
+        "sh",
+        "-c",
+        "mkdir -p /data && i=0; while [ $i -lt 2000 ]; do echo $i > /data/k$i; i=$((i+1)); done; touch /ready; exec sleep 3600",
+    ]);
+    engine.docker(&[
+        "run",
+        "--name",
+        "batch",
+        "busybox:lab",
+        "sh",
+        "-c",
+        "dd if=/dev/zero of=/dump bs=1M count=24 2>/dev/null && truncate -s 1G /sparse && rm -r /bin/vi /bin/ls",
+    ]);
+    engine.docker(&["create", "--name", "idle", "busybox:lab", "true"]);
+    // Let the running ones finish writing.
+    for name in ["web", "cache"] {
+        engine.docker(&["exec", name, "sh", "-c", "while [ ! -f /ready ]; do sleep 0.1; done"]);
+    }
+
+    let report = report_json(engine.data_root());
+    let listed = engine.api_get("/containers/json?all=1&size=1");
+    for c in listed.as_array().expect("containers") {
+        let ours = crate::common::container(&report, c["Id"].as_str().expect("Id"));
+        assert_eq!(ours["writable"]["apparent_bytes"].as_u64(), Some(c["SizeRw"].as_u64().unwrap_or(0)));
+    }
+    let out = std::process::Command::new(OVLAUDIT)
+        .args(["report", "--docker-root", engine.data_root().to_str().expect("utf-8")])
+        .output()
+        .expect("run ovlaudit");
+    assert!(out.status.success());
+    println!("\n$ ovlaudit report --docker-root {}\n", engine.data_root().display());
+    println!("{}", String::from_utf8_lossy(&out.stdout));
+    println!("(each WRITABLE figure equals the engine's own SizeRw; the lab is removed when this ends)");
+}

@@ -1,0 +1,257 @@
+//! `ovlaudit report` on hand-built host trees (no engine needed): exit codes and messages, a host with no
+//! Docker at all, relative overlay paths, a malformed mount line, and a corrupt container record that must
+//! not hide the other containers. Every expected value here is computed by hand from the fixture.
+
+use crate::common::{container, ovlaudit};
+use serde_json::Value;
+use std::fs;
+use std::os::unix::fs::symlink;
+use std::path::Path;
+
+const BASE: &str = "1111111111111111111111111111111111111111111111111111111111111111";
+const DIFF: &str = "sha256:2222222222222222222222222222222222222222222222222222222222222222";
+const GOOD: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+const BAD: &str = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
+const GOOD_RW: &str = "3333333333333333333333333333333333333333333333333333333333333333";
+const BAD_RW: &str = "4444444444444444444444444444444444444444444444444444444444444444";
+
+fn write(path: &Path, text: &str) {
+    fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+    fs::write(path, text).expect("write fixture file");
+}
+
+/// A Docker overlay2 data root under `host/var/lib/docker` with one single-layer image and two containers;
+/// `bad`'s config.v2.json is garbage. Returns the image id.
+fn docker_fixture(host: &Path) -> String {
+    let d = host.join("var/lib/docker");
+    let o = d.join("overlay2");
+    write(&o.join(BASE).join("diff/bin/sh"), "0123456789");
+    write(&o.join(BASE).join("link"), "BASESHORT");
+    fs::create_dir_all(o.join("l")).expect("mkdir l");
+    symlink(format!("../{BASE}/diff"), o.join("l/BASESHORT")).expect("short link");
+    for (rw, short, content) in [(GOOD_RW, "GOODSHORT", "hello"), (BAD_RW, "BADSHORT", "1234567")] {
+        write(&o.join(rw).join("diff/file"), content);
+        write(&o.join(rw).join("lower"), &format!("l/{short}I:l/BASESHORT"));
+        fs::create_dir_all(o.join(rw).join("work")).expect("work");
+        fs::create_dir_all(o.join(format!("{rw}-init/diff/etc"))).expect("init");
+        write(&o.join(format!("{rw}-init/lower")), "l/BASESHORT");
+        symlink(format!("../{rw}/diff"), o.join("l").join(short)).expect("short link");
+        symlink(format!("../{rw}-init/diff"), o.join("l").join(format!("{short}I"))).expect("short link");
+    }
+    let ldb = d.join("image/overlay2/layerdb");
+    // A base layer's ChainID is its DiffID.
+    let chain_dir = ldb.join("sha256").join(DIFF.trim_start_matches("sha256:"));
+    write(&chain_dir.join("cache-id"), BASE);
+    write(&chain_dir.join("diff"), DIFF);
+    write(&chain_dir.join("size"), "10");
+    let config = format!(r#"{{"created":"2026-11-28T00:00:00Z","rootfs":{{"type":"layers","diff_ids":["{DIFF}"]}}}}"#);
+    let image_id = sha256_hex(config.as_bytes());
+    write(&d.join("image/overlay2/imagedb/content/sha256").join(&image_id), &config);
+    let image_id = format!("sha256:{image_id}");
+    write(
+        &d.join("image/overlay2/repositories.json"),
+        &format!(r#"{{"Repositories":{{"fix":{{"fix:1":"{image_id}"}}}}}}"#),
+    );
+    for (cid, rw) in [(GOOD, GOOD_RW), (BAD, BAD_RW)] {
+        let m = ldb.join("mounts").join(cid);
+        write(&m.join("mount-id"), rw);
+        write(&m.join("init-id"), &format!("{rw}-init"));
+        write(&m.join("parent"), DIFF);
+    }
+    write(
+        &d.join("containers").join(GOOD).join("config.v2.json"),
+        &format!(
+            r#"{{"ID":"{GOOD}","Name":"/good","Image":"{image_id}","Created":"2026-11-28T01:00:00Z",
+            "State":{{"Running":true,"Pid":42,"StartedAt":"2026-11-28T01:00:01Z"}},
+            "Config":{{"Image":"fix:1","Labels":{{"tier":"web"}}}},"Driver":"overlay2"}}"#
+        ),
+    );
+    write(&d.join("containers").join(BAD).join("config.v2.json"), "{\"ID\": \"bbbb\", trunc");
+    image_id
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use std::io::Write;
+    let mut child = std::process::Command::new("sha256sum")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("run sha256sum");
+    child.stdin.take().expect("stdin").write_all(bytes).expect("write");
+    let out = child.wait_with_output().expect("sha256sum");
+    String::from_utf8_lossy(&out.stdout).split_whitespace().next().expect("hash").to_owned()
+}
+
+/// A mount table: the good container mounted the way Docker mounts long chains (relative paths, from inside
+/// `overlay2/`), a malformed line, and a hand-made overlay that belongs to no container, with a space in
+/// its mountpoint.
+fn mountinfo_fixture(host: &Path) {
+    let text = format!(
+        "22 1 0:21 / / rw,relatime shared:1 - ext4 /dev/vda rw\n\
+         this line is not a mount\n\
+         48 22 0:39 / /var/lib/docker/overlay2/{GOOD_RW}/merged rw,relatime shared:2 - overlay overlay \
+         rw,lowerdir=l/GOODSHORTI:l/BASESHORT,upperdir={GOOD_RW}/diff,workdir={GOOD_RW}/work\n\
+         49 22 0:40 / /mnt/hand\\040made rw,relatime - overlay none \
+         ro,lowerdir=/var/lib/docker/overlay2/l/BASESHORT:/srv/other\\054layer\n"
+    );
+    write(&host.join("proc/1/mountinfo"), &text);
+}
+
+fn report(host: &Path) -> (Value, String) {
+    let out = ovlaudit(&["report", "--format", "json", "--root", host.to_str().expect("utf-8")]);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "report failed: {stderr}");
+    (serde_json::from_slice(&out.stdout).expect("JSON"), stderr)
+}
+
+#[test]
+fn corrupt_container_record_hides_nothing_else() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let image_id = docker_fixture(tmp.path());
+    mountinfo_fixture(tmp.path());
+    let (r, _) = report(tmp.path());
+
+    let good = container(&r, GOOD);
+    assert_eq!(good["name"], "good");
+    assert_eq!(good["state"], "running");
+    assert_eq!(good["image"]["id"], image_id);
+    assert_eq!(good["image"]["tags"], serde_json::json!(["fix:1"]));
+    assert_eq!(good["labels"]["tier"], "web");
+    assert_eq!(good["writable"]["apparent_bytes"], 5, "\"hello\"");
+    assert_eq!(good["layers"][0]["chain_id"], DIFF);
+    assert_eq!(good["layers"][0]["cache_id"], BASE);
+    assert_eq!(good["layers"][0]["size_bytes"], 10);
+
+    let bad = container(&r, BAD);
+    assert_eq!(bad["state"], "unknown");
+    assert_eq!(bad["writable"]["apparent_bytes"], 7, "the writable layer is still measured");
+    let bad_config = tmp.path().join("var/lib/docker/containers").join(BAD).join("config.v2.json");
+    let finding = r["findings"]
+        .as_array()
+        .expect("findings")
+        .iter()
+        .find(|f| f["code"] == "container_config_unparsable")
+        .expect("a finding names the corrupt record");
+    assert_eq!(finding["path"], bad_config.to_str().expect("utf-8"));
+    assert_eq!(finding["severity"], "error");
+}
+
+#[test]
+fn relative_overlay_paths_resolve_against_the_storage_root() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    docker_fixture(tmp.path());
+    mountinfo_fixture(tmp.path());
+    let (r, _) = report(tmp.path());
+    let m = &container(&r, GOOD)["mount"];
+    assert_eq!(m["mount_id"], 48);
+    assert_eq!(m["relative_paths"], true);
+    assert_eq!(m["upperdir"], format!("/var/lib/docker/overlay2/{GOOD_RW}/diff"));
+    assert_eq!(m["workdir"], format!("/var/lib/docker/overlay2/{GOOD_RW}/work"));
+    assert_eq!(
+        m["lowerdirs"],
+        serde_json::json!([
+            format!("/var/lib/docker/overlay2/{GOOD_RW}-init/diff"),
+            format!("/var/lib/docker/overlay2/{BASE}/diff")
+        ])
+    );
+    assert_eq!(m["layers"][0]["role"], "init");
+    assert_eq!(m["layers"][1]["role"], "image");
+    assert_eq!(m["layers"][1]["diff_id"], DIFF);
+    // The on-disk lower chain agrees with the live mount: no mismatch finding.
+    let codes: Vec<&str> =
+        r["findings"].as_array().expect("findings").iter().filter_map(|f| f["code"].as_str()).collect();
+    assert!(!codes.contains(&"mount_lower_chain_mismatch"), "{codes:?}");
+}
+
+#[test]
+fn malformed_mount_line_and_unowned_mount_are_reported() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    docker_fixture(tmp.path());
+    mountinfo_fixture(tmp.path());
+    let (r, _) = report(tmp.path());
+    let line = r["findings"]
+        .as_array()
+        .expect("findings")
+        .iter()
+        .find(|f| f["code"] == "mount_line_unparsable")
+        .expect("the malformed line is a finding");
+    assert!(line["message"].as_str().expect("message").contains('2'), "names line 2: {line}");
+    let unowned = r["unowned_mounts"].as_array().expect("unowned_mounts");
+    assert_eq!(unowned.len(), 1);
+    let m = &unowned[0];
+    assert_eq!(m["mountpoint"], "/mnt/hand made");
+    assert!(m["upperdir"].is_null(), "read-only overlay");
+    assert_eq!(m["layers"][0]["chain_id"], DIFF, "a Docker image layer used by a foreign mount is named by digest");
+    assert_eq!(m["layers"][1]["path"], "/srv/other,layer");
+    assert_eq!(m["layers"][1]["role"], "unknown");
+    assert_eq!(r["totals"]["overlay_mounts"], 2);
+}
+
+#[test]
+fn host_without_docker_says_what_it_looked_for() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    mountinfo_fixture(tmp.path());
+    let (r, stderr) = report(tmp.path());
+    assert!(stderr.contains("no Docker storage found"), "{stderr}");
+    assert!(stderr.contains("/var/lib/docker/overlay2"), "names where it looked: {stderr}");
+    assert_eq!(r["sources"]["docker_found"], false);
+    assert_eq!(r["containers"].as_array().map(Vec::len), Some(0));
+    assert_eq!(r["unowned_mounts"].as_array().map(Vec::len), Some(2), "mounts are still listed");
+    let table = ovlaudit(&["report", "--root", tmp.path().to_str().expect("utf-8")]);
+    assert!(table.status.success());
+    assert!(String::from_utf8_lossy(&table.stdout).contains("No containers found in /var/lib/docker"));
+}
+
+#[test]
+fn fatal_errors_exit_2_and_name_the_path_and_cause() {
+    let out = ovlaudit(&["report", "--docker-root", "/nonexistent/docker"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("/nonexistent/docker: no such directory"), "{err}");
+
+    let tmp = tempfile::tempdir().expect("tempdir");
+    fs::create_dir_all(tmp.path().join("image/vfs")).expect("mkdir");
+    let out = ovlaudit(&["report", "--docker-root", tmp.path().to_str().expect("utf-8")]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("not a Docker overlay2 data root") && err.contains("image/vfs"), "{err}");
+
+    let out = ovlaudit(&["report", "--format", "yaml"]);
+    assert_eq!(out.status.code(), Some(2), "usage error");
+}
+
+#[test]
+fn unreadable_data_root_as_non_root_exits_2_with_the_cause() {
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("SKIP: needs root to drop to another user");
+        return;
+    }
+    let tmp = tempfile::tempdir().expect("tempdir");
+    docker_fixture(tmp.path());
+    let root = tmp.path().join("var/lib/docker");
+    fs::set_permissions(&root, std::os::unix::fs::PermissionsExt::from_mode(0o700)).expect("chmod");
+    // The binary must be reachable by `nobody`: the temp dir above it is 0700 too.
+    let out = std::process::Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all", crate::common::OVLAUDIT])
+        .args(["report", "--docker-root", root.to_str().expect("utf-8")])
+        .output()
+        .expect("run setpriv");
+    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("permission denied") && err.contains(root.to_str().expect("utf-8")), "{err}");
+}
+
+#[test]
+fn help_and_version() {
+    let out = ovlaudit(&["--help"]);
+    assert!(out.status.success());
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(help.contains("report"), "{help}");
+    let out = ovlaudit(&["report", "--help"]);
+    let help = String::from_utf8_lossy(&out.stdout);
+    for flag in ["--format", "--bytes", "--docker-root", "--proc", "--root", "--threads"] {
+        assert!(help.contains(flag), "report --help documents {flag}");
+    }
+    let out = ovlaudit(&["--version"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), format!("ovlaudit {}", env!("CARGO_PKG_VERSION")));
+}

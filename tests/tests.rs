@@ -1,0 +1,8 @@
+//! ovlaudit's end-to-end suite: the real binary against real engines and fixture trees.
+
+mod common;
+mod harness;
+mod harness_smoke;
+mod lab;
+mod report_cli;
+mod report_docker;
