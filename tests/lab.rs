@@ -25,7 +25,7 @@ fn lab() {
         "app:1",
         "sh",
         "-c",
-        "for i in $(seq 1 200); do echo \"GET /$i 200\" >> /var/log.txt; done; touch /ready; exec sleep 3600",
+        "for i in $(seq 1 200); do echo \"GET /$i 200\" >> /srv/www/access.log; done; touch /ready; exec sleep 3600",
     ]);
     engine.docker(&[
         "run",

@@ -56,7 +56,7 @@ fn assert_report_matches_engine(engine: &Engine, report: &Value) {
         let init = c["init_layer"]["cache_id"].as_str().expect("init layer");
         assert_eq!(lower[0], format!("{}/overlay2/{init}/diff", engine.data_root().display()), "init layer of {name}");
 
-        if summary["State"] == "running" {
+        if summary["State"] == "running" || summary["State"] == "paused" {
             let m = &c["mount"];
             assert_eq!(m["mountpoint"], gd["MergedDir"], "mountpoint of {name}");
             assert_eq!(m["upperdir"], gd["UpperDir"], "mounted upperdir of {name}");
@@ -176,4 +176,37 @@ fn containers_started_and_removed_between_reports() {
     assert_eq!(fresh["state"], "running");
     assert_eq!(fresh["writable"]["apparent_bytes"], 108_894, "seq 1 20000 writes 108894 bytes");
     assert_report_matches_engine(&engine, &second);
+}
+
+#[test]
+fn long_layer_chain_mounted_with_relative_paths_resolves_to_its_layers() {
+    let Some(engine) = start_engine() else { return };
+    engine.import_busybox("bb:1");
+    // Past about 70 layers the option string would not fit in a page, so Docker mounts from inside
+    // overlay2/ with relative paths (`lowerdir=l/…:l/…,upperdir=<id>/diff`).
+    let mut dockerfile = String::from("FROM bb:1\n");
+    for i in 1..=75 {
+        dockerfile.push_str(&format!("RUN echo {i} > /f{i}\n"));
+    }
+    engine.build("long:1", &dockerfile);
+    engine.docker(&["run", "-d", "--name", "long", "long:1", "sh", "-c", "echo x > /x; exec sleep 3600"]);
+    engine.docker(&["run", "-d", "--name", "frozen", "bb:1", "sleep", "3600"]);
+    engine.docker(&["pause", "frozen"]);
+
+    let mountinfo = std::fs::read_to_string("/proc/1/mountinfo").expect("read mountinfo");
+    let long_id = engine.docker(&["inspect", "-f", "{{.Id}}", "long"]);
+    let gd = engine.api_get(&format!("/containers/{long_id}/json"))["GraphDriver"]["Data"].clone();
+    let merged = gd["MergedDir"].as_str().expect("MergedDir");
+    let line = mountinfo.lines().find(|l| l.contains(merged)).expect("the container's overlay is mounted");
+    assert!(line.contains("lowerdir=l/"), "the engine really mounted with relative paths: {line}");
+
+    let report = report_json(engine.data_root());
+    assert_report_matches_engine(&engine, &report);
+    let m = &container(&report, &long_id)["mount"];
+    assert_eq!(m["relative_paths"], true);
+    assert_eq!(str_list(&m["lowerdirs"]).len(), 77, "init layer + base + 75 RUN layers");
+    let frozen = container(&report, &engine.docker(&["inspect", "-f", "{{.Id}}", "frozen"]));
+    assert_eq!(frozen["state"], "paused");
+    assert!(frozen["mount"].is_object(), "a paused container is still mounted");
+    engine.docker(&["unpause", "frozen"]);
 }
