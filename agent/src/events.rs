@@ -11,6 +11,11 @@ use collector::report::Report;
 use serde_json::{json, Map, Value};
 use std::path::Path;
 
+/// The largest event, serialized, that ovlaudit emits: under rsyslog's and most collectors' line limits
+/// once raised from their defaults (rsyslog's default is 8 KiB: set `$MaxMessageSize 64k`). Bigger events
+/// are cut down by [`fit`] and say what was cut in `ovlaudit.truncated`.
+pub const MAX_EVENT_BYTES: usize = 30 * 1024;
+
 /// Numbers events for one run of the agent.
 pub struct Sequencer {
     agent_id: String,
@@ -79,17 +84,17 @@ pub fn report_events(r: &Report, seq: &mut Sequencer) -> Vec<Value> {
             }),
         );
         m.insert("ovlaudit".into(), json!({ "container": c }));
-        out.push(Value::Object(m));
+        out.push(fit(Value::Object(m)));
     }
     for i in &r.images {
         let mut m = seq.envelope(r, "ovlaudit.image", "state");
         m.insert("ovlaudit".into(), json!({ "image": i }));
-        out.push(Value::Object(m));
+        out.push(fit(Value::Object(m)));
     }
     for f in &r.findings {
         let mut m = seq.envelope(r, "ovlaudit.finding", "event");
         m.insert("ovlaudit".into(), json!({ "finding": f }));
-        out.push(Value::Object(m));
+        out.push(fit(Value::Object(m)));
     }
     let mut m = seq.envelope(r, "ovlaudit.scan", "metric");
     m.insert(
@@ -101,8 +106,68 @@ pub fn report_events(r: &Report, seq: &mut Sequencer) -> Vec<Value> {
             "unowned_mounts": r.unowned_mounts,
         }}),
     );
-    out.push(Value::Object(m));
+    out.push(fit(Value::Object(m)));
     out
+}
+
+/// Cuts an event down to [`MAX_EVENT_BYTES`], most dispensable parts first: long label values, then
+/// paths that are repeated elsewhere in the event, then whole label sets and layer lists. What was cut is
+/// listed in `ovlaudit.truncated`, and the size before in `ovlaudit.original_bytes`.
+pub fn fit(mut ev: Value) -> Value {
+    let size = |v: &Value| v.to_string().len();
+    let original = size(&ev);
+    if original <= MAX_EVENT_BYTES {
+        return ev;
+    }
+    let mut cut: Vec<&str> = Vec::new();
+    type Step = (&'static str, fn(&mut Value) -> bool);
+    let steps: [Step; 7] = [
+        ("container.labels.values", |v| shorten_labels(v, 256)),
+        ("ovlaudit.container.writable.lowerdirs", |v| remove(v, "/ovlaudit/container/writable", "lowerdirs")),
+        ("ovlaudit.container.mount.lowerdirs", |v| remove(v, "/ovlaudit/container/mount", "lowerdirs")),
+        ("container.labels", |v| remove(v, "/container", "labels") | remove(v, "/ovlaudit/container", "labels")),
+        ("ovlaudit.container.mount.layers", |v| remove(v, "/ovlaudit/container/mount", "layers")),
+        ("ovlaudit.container.layers", |v| remove(v, "/ovlaudit/container", "layers")),
+        ("ovlaudit.scan.unowned_mounts", |v| remove(v, "/ovlaudit/scan", "unowned_mounts")),
+    ];
+    for (name, step) in steps {
+        if step(&mut ev) {
+            cut.push(name);
+        }
+        if size(&ev) + 200 <= MAX_EVENT_BYTES {
+            break;
+        }
+    }
+    if let Some(o) = ev.get_mut("ovlaudit").and_then(Value::as_object_mut) {
+        o.insert("truncated".into(), json!(cut));
+        o.insert("original_bytes".into(), json!(original));
+    }
+    ev
+}
+
+fn remove(ev: &mut Value, at: &str, key: &str) -> bool {
+    ev.pointer_mut(at).and_then(Value::as_object_mut).is_some_and(|o| o.remove(key).is_some())
+}
+
+fn shorten_labels(ev: &mut Value, max: usize) -> bool {
+    let mut changed = false;
+    for at in ["/container/labels", "/ovlaudit/container/labels"] {
+        if let Some(labels) = ev.pointer_mut(at).and_then(Value::as_object_mut) {
+            for v in labels.values_mut() {
+                if let Some(s) = v.as_str() {
+                    if s.len() > max {
+                        let mut end = max;
+                        while !s.is_char_boundary(end) {
+                            end -= 1;
+                        }
+                        *v = json!(format!("{}…", &s[..end]));
+                        changed = true;
+                    }
+                }
+            }
+        }
+    }
+    changed
 }
 
 /// 128 random bits as 32 hex digits, from the kernel.
@@ -116,4 +181,44 @@ fn random_id() -> String {
         buf = v.to_le_bytes();
     }
     buf.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn container_event(labels: usize, label_len: usize) -> Value {
+        let labels: Map<String, Value> =
+            (0..labels).map(|i| (format!("label.{i}"), json!("x".repeat(label_len)))).collect();
+        json!({
+            "event": {"dataset": "ovlaudit.container"},
+            "container": {"id": "c", "labels": labels.clone()},
+            "ovlaudit": {"container": {"labels": labels, "writable": {"lowerdirs": ["/a"]}}}
+        })
+    }
+
+    #[test]
+    fn small_events_are_untouched() {
+        let ev = container_event(3, 10);
+        assert_eq!(fit(ev.clone()), ev);
+    }
+
+    #[test]
+    fn long_label_values_are_shortened_first_and_say_so() {
+        // 40 labels of 2,000 bytes, twice: about 160 KB; shortened to 256 bytes each they fit.
+        let ev = fit(container_event(40, 2000));
+        assert!(ev.to_string().len() <= MAX_EVENT_BYTES);
+        assert_eq!(ev["ovlaudit"]["truncated"], json!(["container.labels.values"]));
+        assert_eq!(ev["container"]["labels"]["label.0"].as_str().map(|s| s.chars().count()), Some(257));
+        assert!(ev["ovlaudit"]["original_bytes"].as_u64() > Some(150_000));
+    }
+
+    #[test]
+    fn huge_label_sets_are_dropped() {
+        let ev = fit(container_event(400, 100));
+        assert!(ev.to_string().len() <= MAX_EVENT_BYTES);
+        assert!(ev["container"].get("labels").is_none());
+        let cut = ev["ovlaudit"]["truncated"].as_array().expect("truncated list");
+        assert!(cut.contains(&json!("container.labels")), "{cut:?}");
+    }
 }

@@ -5,6 +5,8 @@
 mod cli;
 mod events;
 mod render;
+#[allow(dead_code)]
+mod sinks;
 mod units;
 
 use clap::Parser;
