@@ -389,6 +389,9 @@ impl<'a> Audit<'a> {
             }
             let path = self.overlay2.join("l").join(short);
             let modified = mtime(&path);
+            if self.is_recent(modified) {
+                continue;
+            }
             // Following the link, as the kernel would when mounting through it.
             if fs::metadata(&path).is_err() {
                 found.push(Candidate {
@@ -471,7 +474,7 @@ impl<'a> Audit<'a> {
             }
         }
         for l in db.layers.values() {
-            if self.overlay2.join(&l.cache_id).exists() {
+            if self.overlay2.join(&l.cache_id).exists() || self.is_recent(mtime(&l.path)) {
                 continue;
             }
             let dir = self.store.host_layer_dir(&l.cache_id);
