@@ -402,3 +402,10 @@ fn corrupt_metadata_is_named_and_hides_nothing_else() {
     );
     assert!(!findings_with(&r, "orphans_withheld").is_empty(), "the held-back directory is named");
 }
+
+#[test]
+fn section_applies_to_the_table_only() {
+    let out = ovlaudit(&["report", "--format", "json", "--section", "orphans"]);
+    assert_eq!(out.status.code(), Some(2), "a usage error");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--section"), "names the flag");
+}
