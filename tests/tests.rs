@@ -6,3 +6,4 @@ mod harness_smoke;
 mod lab;
 mod report_cli;
 mod report_docker;
+mod storage_audit;

@@ -27,6 +27,7 @@ pub enum Command {
     #[command(after_help = "Examples:\n  \
         ovlaudit report                      # table, largest writable layers first\n  \
         ovlaudit report --bytes              # exact byte counts in the table\n  \
+        ovlaudit report --section orphans    # only the orphans table\n  \
         ovlaudit report --format json | jq '.containers[] | {name, bytes: .writable.apparent_bytes}'\n  \
         ovlaudit report --root /host         # inside a container, host / mounted at /host")]
     Report(ReportArgs),
@@ -44,6 +45,14 @@ pub struct ReportArgs {
     /// Writable layers to walk at once (0: one per CPU).
     #[arg(long, default_value_t = 0, value_name = "N")]
     pub threads: usize,
+    /// Print one section of the table: summary, containers, images, orphans or findings (the JSON
+    /// document always carries every section).
+    #[arg(long, value_enum, value_name = "NAME")]
+    pub section: Option<Section>,
+    /// Storage changed less than this many seconds ago is not called an orphan: it may belong to a pull,
+    /// build or removal in progress.
+    #[arg(long, default_value_t = 600, value_name = "SECONDS")]
+    pub orphan_min_age: u64,
     /// Where the host is.
     #[command(flatten)]
     pub host: HostArgs,
@@ -62,6 +71,21 @@ pub struct HostArgs {
     /// (read-only) and the host's PID namespace, e.g. --root /host.
     #[arg(long, value_name = "DIR", default_value = "/")]
     pub root: PathBuf,
+}
+
+/// Sections of the table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Section {
+    /// Totals on one screen: writable, images, orphans, logs, findings by severity.
+    Summary,
+    /// Every container, largest writable layer first, and overlay mounts no container owns.
+    Containers,
+    /// Every image with its size, shared and unique bytes, as `docker system df -v` counts them.
+    Images,
+    /// Storage that belongs to no image or container, largest first.
+    Orphans,
+    /// Problems found, with their codes.
+    Findings,
 }
 
 /// Output formats.
@@ -84,6 +108,7 @@ impl HostArgs {
             docker_root_required: self.docker_root.is_some(),
             docker_root: self.docker_root.clone().unwrap_or_else(|| PathBuf::from("/var/lib/docker")),
             threads,
+            ..ScanOptions::default()
         }
     }
 }

@@ -2,8 +2,8 @@
 //! names (`@timestamp`, `event.*`, `host.name`, `agent.*`, `container.*`) and ovlaudit's own objects under
 //! `ovlaudit.*` — the same objects as in the report document.
 //!
-//! Datasets: `ovlaudit.container` (one per container per scan), `ovlaudit.image`, `ovlaudit.finding`, and
-//! `ovlaudit.scan` (one summary per scan, last). `event.id` is unique per event (this run's random
+//! Datasets: `ovlaudit.container` (one per container per scan), `ovlaudit.image`, `ovlaudit.orphan`,
+//! `ovlaudit.finding`, and `ovlaudit.scan` (one summary per scan, last). `event.id` is unique per event (this run's random
 //! `agent.ephemeral_id` plus the sequence number) so that a receiver can drop duplicates after a retry;
 //! `event.sequence` increases by one per event for the life of the process.
 
@@ -63,7 +63,7 @@ impl Sequencer {
     }
 }
 
-/// Every event of one report, in order: containers, images, findings, then the scan summary.
+/// Every event of one report, in order: containers, images, orphans, findings, then the scan summary.
 pub fn report_events(r: &Report, seq: &mut Sequencer) -> Vec<Value> {
     let mut out = Vec::new();
     for c in &r.containers {
@@ -84,6 +84,11 @@ pub fn report_events(r: &Report, seq: &mut Sequencer) -> Vec<Value> {
     for i in &r.images {
         let mut m = seq.envelope(r, "ovlaudit.image", "state");
         m.insert("ovlaudit".into(), json!({ "image": i }));
+        out.push(Value::Object(m));
+    }
+    for o in &r.orphans {
+        let mut m = seq.envelope(r, "ovlaudit.orphan", "state");
+        m.insert("ovlaudit".into(), json!({ "orphan": o }));
         out.push(Value::Object(m));
     }
     for f in &r.findings {

@@ -5,6 +5,7 @@
 mod cli;
 mod events;
 mod render;
+mod sections;
 mod units;
 
 use clap::Parser;
@@ -32,7 +33,11 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
 }
 
 fn report(args: &ReportArgs) -> anyhow::Result<()> {
-    let opts = args.host.scan_options(args.threads);
+    if args.section.is_some() && args.format != Format::Table {
+        anyhow::bail!("--section selects a part of the table; the JSON and NDJSON output always carry every section");
+    }
+    let mut opts = args.host.scan_options(args.threads);
+    opts.orphan_min_age = std::time::Duration::from_secs(args.orphan_min_age);
     let report = collector::scan(&opts)?;
     if !report.sources.docker_found {
         eprintln!(
@@ -47,7 +52,7 @@ fn report(args: &ReportArgs) -> anyhow::Result<()> {
     let stdout = io::stdout();
     let mut out = io::BufWriter::new(stdout.lock());
     match args.format {
-        Format::Table => render::table(&mut out, &report, args.bytes)?,
+        Format::Table => render::table(&mut out, &report, args.bytes, args.section)?,
         Format::Json => {
             serde_json::to_writer_pretty(&mut out, &report)?;
             writeln!(out)?;

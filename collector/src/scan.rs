@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 /// What to audit.
 #[derive(Debug, Clone)]
@@ -27,6 +27,9 @@ pub struct ScanOptions {
     pub docker_root_required: bool,
     /// Walkers to run at once; 0 means one per CPU.
     pub threads: usize,
+    /// Storage changed more recently than this is not called an orphan: it may belong to a pull, build or
+    /// removal in progress.
+    pub orphan_min_age: Duration,
 }
 
 impl Default for ScanOptions {
@@ -37,6 +40,7 @@ impl Default for ScanOptions {
             docker_root: PathBuf::from("/var/lib/docker"),
             docker_root_required: false,
             threads: 0,
+            orphan_min_age: Duration::from_secs(600),
         }
     }
 }
@@ -83,9 +87,18 @@ pub fn scan(opts: &ScanOptions) -> Result<Report, ScanError> {
     let mut containers = Vec::new();
     let mut images = Vec::new();
     let mut owned: HashSet<usize> = HashSet::new();
+    let (mut orphans, mut image_bytes) = (Vec::new(), 0);
     if let Some(store) = &store {
         containers = join_containers(store, &overlays, &mut owned, opts.threads, &mut findings);
-        images = image_reports(store, &containers, &mut findings);
+        (images, image_bytes) = crate::docker::image_usage::image_reports(store, &containers, &mut findings);
+        for c in &mut containers {
+            if let Some(log) = &c.log_path {
+                c.log_bytes =
+                    Some(crate::docker::logs::log_bytes(&under_root(&opts.root, Path::new(log)), &mut findings));
+            }
+        }
+        let entries = table.as_ref().map_or(&[][..], |t| t.entries.as_slice());
+        orphans = crate::docker::orphans::find_orphans(store, entries, &overlays, opts.orphan_min_age, &mut findings);
     }
     let unowned_mounts: Vec<MountReport> = overlays
         .iter()
@@ -115,6 +128,11 @@ pub fn scan(opts: &ScanOptions) -> Result<Report, ScanError> {
         images: images.len() as u64,
         overlay_mounts: overlays.len() as u64,
         unowned_mounts: unowned_mounts.len() as u64,
+        image_bytes,
+        orphans: orphans.len() as u64,
+        orphan_apparent_bytes: orphans.iter().map(|o| o.apparent_bytes).sum(),
+        orphan_allocated_bytes: orphans.iter().map(|o| o.allocated_bytes).sum(),
+        log_bytes: containers.iter().filter_map(|c| c.log_bytes).sum(),
         findings: by_severity,
     };
     Ok(Report {
@@ -129,7 +147,7 @@ pub fn scan(opts: &ScanOptions) -> Result<Report, ScanError> {
         containers,
         images,
         unowned_mounts,
-        orphans: Vec::new(),
+        orphans,
         findings,
         totals,
         scan_duration_ms: started.elapsed().as_millis() as u64,
@@ -204,6 +222,7 @@ fn join_containers(
             layers: Vec::new(),
             mount: None,
             log_path: config.and_then(|c| c.log_path.clone()).filter(|p| !p.is_empty()),
+            log_bytes: None,
         };
         let Some(rw) = rw else {
             findings.error(
@@ -347,32 +366,6 @@ fn measure_all(upperdirs: &[Option<PathBuf>], threads: usize) -> Vec<Result<Writ
         .into_iter()
         .map(|r| r.unwrap_or_else(|| Ok(WritableUsage::default())))
         .collect()
-}
-
-fn image_reports(store: &DockerStore, containers: &[ContainerReport], findings: &mut Findings) -> Vec<ImageReport> {
-    let mut out = Vec::new();
-    for img in store.images.values() {
-        let chain = crate::digest::chain_ids(&img.diff_ids);
-        let mut size = 0;
-        for id in &chain {
-            match store.layerdb.layers.get(id) {
-                Some(l) => size += l.size.unwrap_or(0),
-                None => findings.warn(
-                    "image_layer_missing",
-                    format!("image {} names layer {id}, which is not in the layer database", img.id),
-                    Some(&img.path),
-                ),
-            }
-        }
-        out.push(ImageReport {
-            id: img.id.clone(),
-            tags: store.tags.get(&img.id).cloned().unwrap_or_default(),
-            size_bytes: size,
-            containers: containers.iter().filter(|c| c.image.id == img.id).count() as u64,
-            layers: chain,
-        });
-    }
-    out
 }
 
 /// A mount's report, its lower layers identified through `store` where it knows them.
