@@ -32,7 +32,7 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
 }
 
 fn report(args: &ReportArgs) -> anyhow::Result<()> {
-    let opts = args.host.scan_options(args.threads);
+    let opts = args.host.scan_options(args.threads, args.top);
     let report = collector::scan(&opts)?;
     if !report.sources.docker_found {
         eprintln!(

@@ -6,11 +6,9 @@ use crate::docker::{DockerRoot, DockerStore, StoreError};
 use crate::finding::{Findings, Severity};
 use crate::mount_table::{read_mount_table, OverlayMount};
 use crate::report::*;
-use crate::usage::{measure_writable_layer, OverlayXattrs, WritableUsage};
+use crate::usage::{measure_writable_layers, WritableUsage};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
 use std::time::{Instant, SystemTime};
 
 /// What to audit.
@@ -27,6 +25,8 @@ pub struct ScanOptions {
     pub docker_root_required: bool,
     /// Walkers to run at once; 0 means one per CPU.
     pub threads: usize,
+    /// Largest files to list per writable layer (`writable.top_files`); 0 for none.
+    pub top_files: usize,
 }
 
 impl Default for ScanOptions {
@@ -37,6 +37,7 @@ impl Default for ScanOptions {
             docker_root: PathBuf::from("/var/lib/docker"),
             docker_root_required: false,
             threads: 0,
+            top_files: 0,
         }
     }
 }
@@ -84,7 +85,7 @@ pub fn scan(opts: &ScanOptions) -> Result<Report, ScanError> {
     let mut images = Vec::new();
     let mut owned: HashSet<usize> = HashSet::new();
     if let Some(store) = &store {
-        containers = join_containers(store, &overlays, &mut owned, opts.threads, &mut findings);
+        containers = join_containers(store, &overlays, &mut owned, opts, &mut findings);
         images = image_reports(store, &containers, &mut findings);
     }
     let unowned_mounts: Vec<MountReport> = overlays
@@ -149,7 +150,7 @@ fn join_containers(
     store: &DockerStore,
     overlays: &[OverlayMount],
     owned: &mut HashSet<usize>,
-    threads: usize,
+    opts: &ScanOptions,
     findings: &mut Findings,
 ) -> Vec<ContainerReport> {
     let mut ids: Vec<&String> = store.containers.keys().chain(store.layerdb.rw_layers.keys()).collect();
@@ -168,7 +169,7 @@ fn join_containers(
         .iter()
         .map(|id| store.layerdb.rw_layers.get(*id).map(|rw| store.layer_dir(&rw.mount_id).join("diff")))
         .collect();
-    let usages = measure_all(&upperdirs, threads);
+    let usages = measure_writable_layers(&upperdirs, opts.threads, opts.top_files);
 
     let mut out = Vec::with_capacity(ids.len());
     for ((id, usage), upperdir) in ids.into_iter().zip(usages).zip(&upperdirs) {
@@ -268,6 +269,13 @@ fn join_containers(
                 Some(&host_dir.join("diff")),
             );
         }
+        for f in usage.top_files.iter().filter(|f| f.path_not_utf8) {
+            findings.warn(
+                "path_not_utf8",
+                format!("container {id}: a large file's name is not UTF-8; it is shown lossily as {}", f.path),
+                Some(&host_dir.join("diff")),
+            );
+        }
         if usage.mount_points > 0 {
             findings.info(
                 "writable_layer_has_mount_points",
@@ -318,35 +326,6 @@ fn join_containers(
         size(b).cmp(&size(a)).then_with(|| a.name.cmp(&b.name)).then_with(|| a.id.cmp(&b.id))
     });
     out
-}
-
-/// Measures every upperdir, spreading whole layers over `threads` workers.
-fn measure_all(upperdirs: &[Option<PathBuf>], threads: usize) -> Vec<Result<WritableUsage, crate::usage::UsageError>> {
-    let n = if threads == 0 { std::thread::available_parallelism().map_or(1, |n| n.get()) } else { threads };
-    let next = AtomicUsize::new(0);
-    let results: Mutex<Vec<Option<Result<WritableUsage, crate::usage::UsageError>>>> =
-        Mutex::new((0..upperdirs.len()).map(|_| None).collect());
-    std::thread::scope(|s| {
-        for _ in 0..n.min(upperdirs.len()).max(1) {
-            s.spawn(|| loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                let Some(dir) = upperdirs.get(i) else { break };
-                let r = match dir {
-                    Some(d) => measure_writable_layer(d, OverlayXattrs::Trusted),
-                    None => Ok(WritableUsage::default()),
-                };
-                if let Ok(mut v) = results.lock() {
-                    v[i] = Some(r);
-                }
-            });
-        }
-    });
-    results
-        .into_inner()
-        .unwrap_or_default()
-        .into_iter()
-        .map(|r| r.unwrap_or_else(|| Ok(WritableUsage::default())))
-        .collect()
 }
 
 fn image_reports(store: &DockerStore, containers: &[ContainerReport], findings: &mut Findings) -> Vec<ImageReport> {
