@@ -1,5 +1,6 @@
 //! ovlaudit's end-to-end suite: the real binary against real engines and fixture trees.
 
+mod bench;
 mod common;
 mod harness;
 mod harness_smoke;
