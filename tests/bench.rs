@@ -111,10 +111,8 @@ fn bench_writable_layers() {
         engine.docker(&["run", "--name", &name, "bb:1", "sh", "-c", &script]);
         ids.push(engine.docker(&["inspect", "-f", "{{.Id}}", &name]));
     }
-    let upperdirs: Vec<String> = ids
-        .iter()
-        .map(|id| engine.docker(&["inspect", "-f", "{{.GraphDriver.Data.UpperDir}}", id]))
-        .collect();
+    let upperdirs: Vec<String> =
+        ids.iter().map(|id| engine.docker(&["inspect", "-f", "{{.GraphDriver.Data.UpperDir}}", id])).collect();
 
     // Correctness first: the sizes being timed must be the engine's.
     let report: serde_json::Value =

@@ -7,3 +7,4 @@ mod harness_smoke;
 mod lab;
 mod report_cli;
 mod report_docker;
+mod walk_safety;

@@ -343,9 +343,10 @@ impl Walker<'_, '_> {
         if let Some(hook) = self.pool.after_list {
             hook(self.layer_index, &self.path);
         }
-        // Open frames are always a suffix of the stack; close the oldest once there are too many.
+        // Beyond the job's first frame (kept open so a moved directory can be recovered from), open frames
+        // are a suffix of the stack; close the oldest once there are too many.
         if self.stack.len() > OPEN_DIR_WINDOW {
-            let oldest = self.stack.len() - OPEN_DIR_WINDOW - 1;
+            let oldest = self.stack.len() - OPEN_DIR_WINDOW;
             self.stack[oldest].fd = None;
         }
         if self.pool.hungry() {
@@ -380,27 +381,59 @@ impl Walker<'_, '_> {
     fn leave(&mut self) {
         let Some(done) = self.stack.pop() else { return };
         let Some(parent) = self.stack.last_mut() else { return };
-        let parent_len = parent.path_len;
         if parent.fd.is_none() {
             let child = done.fd.as_ref().map_or(-1, AsRawFd::as_raw_fd);
             let reopened = open_dir(child, c"..")
                 .and_then(|fd| statx(fd.as_raw_fd(), c"", libc::AT_EMPTY_PATH).map(|st| (fd, st)));
             match reopened {
                 Ok((fd, st)) if st.stx_dev() == parent.dev && st.stx_ino == parent.ino => parent.fd = Some(fd),
-                other => {
-                    // The directory was moved while we were below it. Everything still on the stack is
-                    // closed (open frames are a suffix) and reachable only through it, so what is left of
-                    // this subtree is given up and counted as one error rather than followed.
-                    let cause = match other {
-                        Err(e) => e,
-                        Ok(_) => io::Error::other("directory was moved during the walk"),
-                    };
-                    self.error(None, &cause);
-                    self.stack.clear();
+                _ => self.redescend(),
+            }
+        }
+        let top_len = self.stack.last().map_or(0, |f| f.path_len);
+        self.path.truncate(top_len);
+    }
+
+    /// The directory just left was moved while the walk was below it, so `..` leads elsewhere. The closed
+    /// frames are reopened from the nearest open ancestor (the job's first frame is never closed) by name,
+    /// each checked by (dev, ino); the frames from the first one that no longer matches are given up as one
+    /// error, and the walk goes on with what is still where it was.
+    fn redescend(&mut self) {
+        let top = self.stack.len() - 1;
+        let open = (0..top).rev().find(|&i| self.stack[i].fd.is_some()).unwrap_or(0);
+        let mut fd: Option<OwnedFd> = None;
+        let mut reached = open;
+        let mut cause = io::Error::other("it is not the same directory any more");
+        for i in open + 1..=top {
+            let parent = fd.as_ref().or(self.stack[i - 1].fd.as_ref()).map_or(-1, AsRawFd::as_raw_fd);
+            let start = self.stack[i - 1].path_len;
+            let seg = &self.path[start..self.stack[i].path_len];
+            let seg = seg.strip_prefix(b"/").unwrap_or(seg);
+            let Ok(name) = CString::new(seg) else { break };
+            match open_dir(parent, &name).and_then(|d| statx(d.as_raw_fd(), c"", libc::AT_EMPTY_PATH).map(|st| (d, st)))
+            {
+                Ok((d, st)) if st.stx_dev() == self.stack[i].dev && st.stx_ino == self.stack[i].ino => {
+                    fd = Some(d);
+                    reached = i;
+                }
+                Ok(_) => break,
+                Err(e) => {
+                    cause = e;
+                    break;
                 }
             }
         }
-        self.path.truncate(parent_len);
+        let lost_at = self.stack[reached].path_len;
+        self.path.truncate(self.stack.get(reached + 1).map_or(lost_at, |f| f.path_len));
+        if reached < top {
+            let what =
+                format!("directory moved or removed during the walk ({cause}); what was left below it is not counted");
+            self.error(None, &io::Error::other(what));
+        }
+        self.stack.truncate(reached + 1);
+        if let Some(d) = fd {
+            self.stack[reached].fd = Some(d);
+        }
     }
 
     fn list(&mut self, dirfd: RawFd, buf: &mut DentsBuf, root: RootId) -> io::Result<()> {
