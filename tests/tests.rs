@@ -1,5 +1,6 @@
 //! ovlaudit's end-to-end suite: the real binary against real engines and fixture trees.
 
+mod bench;
 mod common;
 mod harness;
 mod harness_smoke;
@@ -7,3 +8,4 @@ mod lab;
 mod report_cli;
 mod report_docker;
 mod storage_audit;
+mod walk_safety;

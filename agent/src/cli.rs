@@ -42,7 +42,7 @@ pub struct ReportArgs {
     /// Show sizes in the table as exact bytes instead of human units.
     #[arg(long)]
     pub bytes: bool,
-    /// Writable layers to walk at once (0: one per CPU).
+    /// Walker threads, shared across and within writable layers (0: one per CPU).
     #[arg(long, default_value_t = 0, value_name = "N")]
     pub threads: usize,
     /// Print one section of the table: summary, containers, images, orphans or findings (the JSON
@@ -53,6 +53,9 @@ pub struct ReportArgs {
     /// build or removal in progress.
     #[arg(long, default_value_t = 600, value_name = "SECONDS")]
     pub orphan_min_age: u64,
+    /// List each writable layer's N largest files (path, apparent and allocated bytes).
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub top: usize,
     /// Where the host is.
     #[command(flatten)]
     pub host: HostArgs,
@@ -101,13 +104,14 @@ pub enum Format {
 
 impl HostArgs {
     /// The collector's options for these flags.
-    pub fn scan_options(&self, threads: usize) -> ScanOptions {
+    pub fn scan_options(&self, threads: usize, top_files: usize) -> ScanOptions {
         ScanOptions {
             root: self.root.clone(),
             proc_dir: self.proc_dir.clone(),
             docker_root_required: self.docker_root.is_some(),
             docker_root: self.docker_root.clone().unwrap_or_else(|| PathBuf::from("/var/lib/docker")),
             threads,
+            top_files,
             ..ScanOptions::default()
         }
     }

@@ -36,7 +36,7 @@ fn report(args: &ReportArgs) -> anyhow::Result<()> {
     if args.section.is_some() && args.format != Format::Table {
         anyhow::bail!("--section selects a part of the table; the JSON and NDJSON output always carry every section");
     }
-    let mut opts = args.host.scan_options(args.threads);
+    let mut opts = args.host.scan_options(args.threads, args.top);
     opts.orphan_min_age = std::time::Duration::from_secs(args.orphan_min_age);
     let report = collector::scan(&opts)?;
     if !report.sources.docker_found {

@@ -78,6 +78,27 @@ fn containers(out: &mut impl Write, r: &Report, exact: bool) -> io::Result<()> {
         write_rows(out, &rows, &[4, 5, 6, 7, 8, 9])?;
     }
 
+    let with_top: Vec<_> =
+        r.containers.iter().filter(|c| c.writable.as_ref().is_some_and(|w| !w.usage.top_files.is_empty())).collect();
+    if !with_top.is_empty() {
+        writeln!(out)?;
+        writeln!(out, "Largest files in writable layers:")?;
+        for c in with_top {
+            let top = c.writable.as_ref().map(|w| w.usage.top_files.as_slice()).unwrap_or_default();
+            let name = if c.name.is_empty() { short_id(&c.id) } else { safe(&c.name) };
+            writeln!(out, "  {name} ({})", short_id(&c.id))?;
+            let mut rows = vec![["WRITABLE", "ALLOCATED", "PATH"].map(String::from)];
+            for f in top {
+                rows.push([size(f.apparent_bytes), size(f.allocated_bytes), safe(&f.path)]);
+            }
+            let mut text = Vec::new();
+            write_rows(&mut text, &rows, &[0, 1])?;
+            for line in String::from_utf8_lossy(&text).lines() {
+                writeln!(out, "    {line}")?;
+            }
+        }
+    }
+
     if !r.unowned_mounts.is_empty() {
         writeln!(out)?;
         writeln!(out, "Overlay mounts not owned by a known container:")?;

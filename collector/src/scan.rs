@@ -6,11 +6,9 @@ use crate::docker::{DockerRoot, DockerStore, StoreError};
 use crate::finding::{Findings, Severity};
 use crate::mount_table::{read_mount_table, OverlayMount};
 use crate::report::*;
-use crate::usage::{measure_writable_layer, OverlayXattrs, WritableUsage};
+use crate::usage::{measure_writable_layers, WritableUsage};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime};
 
 /// What to audit.
@@ -30,6 +28,8 @@ pub struct ScanOptions {
     /// Storage changed more recently than this is not called an orphan: it may belong to a pull, build or
     /// removal in progress.
     pub orphan_min_age: Duration,
+    /// Largest files to list per writable layer (`writable.top_files`); 0 for none.
+    pub top_files: usize,
 }
 
 impl Default for ScanOptions {
@@ -41,6 +41,7 @@ impl Default for ScanOptions {
             docker_root_required: false,
             threads: 0,
             orphan_min_age: Duration::from_secs(600),
+            top_files: 0,
         }
     }
 }
@@ -89,7 +90,7 @@ pub fn scan(opts: &ScanOptions) -> Result<Report, ScanError> {
     let mut owned: HashSet<usize> = HashSet::new();
     let (mut orphans, mut image_bytes) = (Vec::new(), 0);
     if let Some(store) = &store {
-        containers = join_containers(store, &overlays, &mut owned, opts.threads, &mut findings);
+        containers = join_containers(store, &overlays, &mut owned, opts, &mut findings);
         (images, image_bytes) = crate::docker::image_usage::image_reports(store, &containers, &mut findings);
         for c in &mut containers {
             if let Some(log) = &c.log_path {
@@ -167,7 +168,7 @@ fn join_containers(
     store: &DockerStore,
     overlays: &[OverlayMount],
     owned: &mut HashSet<usize>,
-    threads: usize,
+    opts: &ScanOptions,
     findings: &mut Findings,
 ) -> Vec<ContainerReport> {
     let mut ids: Vec<&String> = store.containers.keys().chain(store.layerdb.rw_layers.keys()).collect();
@@ -186,7 +187,7 @@ fn join_containers(
         .iter()
         .map(|id| store.layerdb.rw_layers.get(*id).map(|rw| store.layer_dir(&rw.mount_id).join("diff")))
         .collect();
-    let usages = measure_all(&upperdirs, threads);
+    let usages = measure_writable_layers(&upperdirs, opts.threads, opts.top_files);
 
     let mut out = Vec::with_capacity(ids.len());
     for ((id, usage), upperdir) in ids.into_iter().zip(usages).zip(&upperdirs) {
@@ -287,6 +288,13 @@ fn join_containers(
                 Some(&host_dir.join("diff")),
             );
         }
+        for f in usage.top_files.iter().filter(|f| f.path_not_utf8) {
+            findings.warn(
+                "path_not_utf8",
+                format!("container {id}: a large file's name is not UTF-8; it is shown lossily as {}", f.path),
+                Some(&host_dir.join("diff")),
+            );
+        }
         if usage.mount_points > 0 {
             findings.info(
                 "writable_layer_has_mount_points",
@@ -337,35 +345,6 @@ fn join_containers(
         size(b).cmp(&size(a)).then_with(|| a.name.cmp(&b.name)).then_with(|| a.id.cmp(&b.id))
     });
     out
-}
-
-/// Measures every upperdir, spreading whole layers over `threads` workers.
-fn measure_all(upperdirs: &[Option<PathBuf>], threads: usize) -> Vec<Result<WritableUsage, crate::usage::UsageError>> {
-    let n = if threads == 0 { std::thread::available_parallelism().map_or(1, |n| n.get()) } else { threads };
-    let next = AtomicUsize::new(0);
-    let results: Mutex<Vec<Option<Result<WritableUsage, crate::usage::UsageError>>>> =
-        Mutex::new((0..upperdirs.len()).map(|_| None).collect());
-    std::thread::scope(|s| {
-        for _ in 0..n.min(upperdirs.len()).max(1) {
-            s.spawn(|| loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                let Some(dir) = upperdirs.get(i) else { break };
-                let r = match dir {
-                    Some(d) => measure_writable_layer(d, OverlayXattrs::Trusted),
-                    None => Ok(WritableUsage::default()),
-                };
-                if let Ok(mut v) = results.lock() {
-                    v[i] = Some(r);
-                }
-            });
-        }
-    });
-    results
-        .into_inner()
-        .unwrap_or_default()
-        .into_iter()
-        .map(|r| r.unwrap_or_else(|| Ok(WritableUsage::default())))
-        .collect()
 }
 
 /// A mount's report, its lower layers identified through `store` where it knows them.
