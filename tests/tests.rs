@@ -1,8 +1,10 @@
 //! ovlaudit's end-to-end suite: the real binary against real engines and fixture trees.
 
+mod agent;
 mod common;
 mod harness;
 mod harness_smoke;
 mod lab;
 mod report_cli;
 mod report_docker;
+mod run_cli;

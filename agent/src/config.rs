@@ -145,12 +145,12 @@ impl Source {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// The file could not be read.
-    #[error("cannot read {}: {source}", path.display())]
+    #[error("cannot read {}: {error}", path.display())]
     Read {
         /// The file.
         path: PathBuf,
-        /// The cause.
-        source: std::io::Error,
+        /// The cause (not a `source`, so that the message says it once).
+        error: std::io::Error,
     },
     /// A syntax error, an unknown key or a bad value, located in the file.
     #[error("{}:{line}:{column}: {reason}", path.display())]
@@ -179,7 +179,7 @@ pub fn load(source: &Source, overrides: &Overrides) -> Result<Config, ConfigErro
     let text = match std::fs::read_to_string(&source.path) {
         Ok(t) => Some(t),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound && !source.explicit => None,
-        Err(e) => return Err(ConfigError::Read { path: source.path.clone(), source: e }),
+        Err(e) => return Err(ConfigError::Read { path: source.path.clone(), error: e }),
     };
     let mut config = match text {
         Some(text) => parse(&text, &source.path)?,

@@ -30,8 +30,8 @@ const STOP_GRACE: Duration = Duration::from_secs(3);
 /// How long a stop waits for each sink to deliver and flush.
 const SINK_GRACE: Duration = Duration::from_secs(1);
 /// How often a running first scan asks systemd for more start time, and how much.
-const EXTEND_EVERY: Duration = Duration::from_secs(5);
-const EXTEND_BY: Duration = Duration::from_secs(15);
+const EXTEND_EVERY: Duration = Duration::from_secs(2);
+const EXTEND_BY: Duration = Duration::from_secs(10);
 
 /// Runs the service until SIGTERM or SIGINT.
 pub fn run(source: Source, overrides: Overrides) -> anyhow::Result<()> {
