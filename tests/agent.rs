@@ -255,7 +255,9 @@ impl Drop for NotifyListener {
 }
 
 /// A process (`sleep`) in a mount namespace of its own, with private propagation: its mount table is a
-/// copy of the host's that no other test's mounts reach. `proc_dir()` is a directory whose `1` is that
+/// copy of the host's that no other test's mounts reach. The copies of mounts under `/tmp/` (other tests'
+/// engines) are detached from it at once: the kernel removes a mount from every namespace when its
+/// mountpoint directory is deleted, which those tests' cleanup would do at any moment. `proc_dir()` is a directory whose `1` is that
 /// process's `/proc/<pid>`, to pass as `--proc`: the agent then watches and reads that namespace's
 /// `mountinfo`, which raises POLLPRI only for mounts made inside it (with [`PrivateMountNs::run`]).
 pub struct PrivateMountNs {
@@ -285,10 +287,22 @@ impl PrivateMountNs {
             assert!(Instant::now() < deadline, "unshare did not enter a new mount namespace");
             std::thread::sleep(Duration::from_millis(10));
         }
+        let mountinfo = std::fs::read_to_string(format!("/proc/{pid}/mountinfo")).expect("read its mountinfo");
+        let mut under_tmp: Vec<&str> =
+            mountinfo.lines().filter_map(|l| l.split(' ').nth(4)).filter(|m| m.starts_with("/tmp/")).collect();
+        // Parents first: detaching a parent takes its children along, and their own detach then fails.
+        under_tmp.sort_by_key(|m| m.len());
         let dir = tempfile::Builder::new().prefix("ovlns").tempdir().expect("tempdir");
         std::fs::create_dir(dir.path().join("proc")).expect("mkdir proc");
         std::os::unix::fs::symlink(format!("/proc/{pid}"), dir.path().join("proc/1")).expect("symlink proc/1");
-        Some(PrivateMountNs { child, dir })
+        let ns = PrivateMountNs { child, dir };
+        if !under_tmp.is_empty() {
+            let mut args = vec!["umount", "-l"];
+            args.extend(under_tmp);
+            // Children already gone with their parent fail; what matters is that none is left.
+            let _ = ns.nsenter(&args);
+        }
+        Some(ns)
     }
 
     /// The directory to pass as `--proc`.
@@ -299,14 +313,18 @@ impl PrivateMountNs {
     /// Runs a command inside the namespace (`nsenter`); panics if it fails.
     #[track_caller]
     pub fn run(&self, args: &[&str]) {
-        let out = Command::new("nsenter")
+        let out = self.nsenter(args);
+        assert!(out.status.success(), "nsenter {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    fn nsenter(&self, args: &[&str]) -> std::process::Output {
+        Command::new("nsenter")
             .arg("-t")
             .arg(self.child.id().to_string())
             .arg("-m")
             .args(args)
             .output()
-            .expect("run nsenter (util-linux)");
-        assert!(out.status.success(), "nsenter {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+            .expect("run nsenter (util-linux)")
     }
 }
 

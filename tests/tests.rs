@@ -8,3 +8,4 @@ mod lab;
 mod report_cli;
 mod report_docker;
 mod run_cli;
+mod run_docker;

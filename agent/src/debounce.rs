@@ -1,9 +1,9 @@
 //! When to scan after the host changes: soon, but once per burst. A change schedules a scan after `settle`
 //! of quiet; a change that keeps being followed by others waits at most `max_delay` from the first one, so a
-//! new container shows up within seconds even on a busy host. When a scan was forced by that cap (the
-//! changes never stopped), the host is in a storm — a deploy starting fifty containers — and the next cap
-//! doubles, up to [`STORM_CAP`], so the storm costs a few scans rather than one every `max_delay`. A scan
-//! that ran after real quiet resets the cap.
+//! new container shows up within seconds even on a busy host. When two scans in a row were forced by that
+//! cap (the changes never stopped for two windows), the host is in a storm — a deploy starting hundreds of
+//! containers — and each further cap doubles, up to [`STORM_CAP`], so a long storm costs a few scans
+//! rather than one every `max_delay`. A scan that ran after real quiet ends the storm.
 
 use std::time::{Duration, Instant};
 
@@ -16,6 +16,7 @@ pub struct Debounce {
     settle: Duration,
     max_delay: Duration,
     cap: Duration,
+    forced_in_a_row: u32,
     first: Option<Instant>,
     last: Option<Instant>,
     changes: u64,
@@ -24,7 +25,7 @@ pub struct Debounce {
 impl Debounce {
     /// No change pending.
     pub fn new(settle: Duration, max_delay: Duration) -> Debounce {
-        Debounce { settle, max_delay, cap: max_delay, first: None, last: None, changes: 0 }
+        Debounce { settle, max_delay, cap: max_delay, forced_in_a_row: 0, first: None, last: None, changes: 0 }
     }
 
     /// New timings from a reloaded configuration; pending changes stay pending.
@@ -53,7 +54,9 @@ impl Debounce {
             (Some(_), Some(last)) => now < last + self.settle,
             _ => false,
         };
-        self.cap = if forced { (self.cap * 2).min(STORM_CAP.max(self.max_delay)) } else { self.max_delay };
+        self.forced_in_a_row = if forced { self.forced_in_a_row + 1 } else { 0 };
+        self.cap =
+            if self.forced_in_a_row >= 2 { (self.cap * 2).min(STORM_CAP.max(self.max_delay)) } else { self.max_delay };
         self.first = None;
         self.last = None;
         std::mem::take(&mut self.changes)
@@ -116,9 +119,12 @@ mod tests {
 
     #[test]
     fn a_storm_costs_few_scans() {
-        // 50 container starts, one every 200 ms (10 s), then one every 500 ms (25 s).
+        // 50 container starts, one every 200 ms (10 s): a scan every max_delay.
         assert_eq!(scans_for_burst(ms(200), Duration::from_secs(10)), 2);
-        assert_eq!(scans_for_burst(ms(500), Duration::from_secs(25)), 3);
+        // One every 300 ms (15 s): the third window is the first after quiet.
+        assert_eq!(scans_for_burst(ms(300), Duration::from_secs(15)), 3);
+        // A minute of changes: 5 s, 10 s, then storm windows of 10 s and 20 s, then quiet at 61 s.
+        assert_eq!(scans_for_burst(ms(500), Duration::from_secs(60)), 5);
         // Changes 2 s apart are separate events, each scanned after settle.
         assert_eq!(scans_for_burst(Duration::from_secs(2), Duration::from_secs(10)), 5);
     }
@@ -132,12 +138,21 @@ mod tests {
         }
         assert_eq!(d.due(), Some(t0 + M));
         d.take(t0 + M);
-        // Storm: the cap doubled for the next window...
-        d.note(t0 + M + ms(100));
-        d.note(t0 + M + ms(900));
-        assert_eq!(d.due(), Some(t0 + M + ms(1900)));
-        d.take(t0 + M + ms(1900));
-        // ...and quiet resets it.
+        // A second forced window at the same cap...
+        for i in 0..25 {
+            d.note(t0 + M + ms(200 * i));
+        }
+        assert_eq!(d.due(), Some(t0 + M * 2));
+        d.take(t0 + M * 2);
+        // ...makes a storm: the cap doubled for the next window...
+        d.note(t0 + M * 2 + ms(100));
+        assert_eq!(d.due(), Some(t0 + M * 2 + ms(1100)));
+        d.note(t0 + M * 2 + ms(900));
+        d.note(t0 + M * 2 + ms(1800));
+        d.note(t0 + M * 2 + ms(2700));
+        assert_eq!(d.due(), Some(t0 + M * 2 + ms(3700)));
+        d.take(t0 + M * 2 + ms(3700));
+        // ...and quiet ends it.
         let t1 = t0 + Duration::from_secs(30);
         for i in 0..40 {
             d.note(t1 + ms(200 * i));
