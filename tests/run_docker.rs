@@ -272,27 +272,37 @@ fn runs_in_a_container_with_the_host_at_slash_host() {
         }
     }
     let tar = Command::new("tar").arg("-C").arg(image.path()).args(["-c", "."]).output().expect("tar");
-    engine.docker_stdin(
-        &["import", "--change", "ENTRYPOINT [\"/usr/local/bin/ovlaudit\"]", "-", "ovlaudit"],
-        &tar.stdout,
-    );
+    engine.docker_stdin(&["import", "-", "ovlaudit"], &tar.stdout);
 
     let root = data_root(&engine);
-    // The README's line, with the test engine's data root and an hour's interval added.
-    let readme_line = "docker run -d --name ovlaudit --pid host --uts host --network none --read-only \
-                       --cap-drop ALL --cap-add DAC_READ_SEARCH --security-opt no-new-privileges \
-                       -v /:/host:ro ovlaudit ovlaudit run --root /host";
+    // The README's line, read from the README, with the test engine's data root and an hour's interval added.
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).expect("README");
+    let readme_line = readme
+        .lines()
+        .map(str::trim)
+        .find(|l| l.starts_with("docker run -d --name ovlaudit "))
+        .expect("the README gives the docker run line");
+    assert!(readme_line.ends_with(" -v /:/host:ro ovlaudit ovlaudit run --root /host"), "{readme_line}");
     let mut args: Vec<&str> = readme_line.split_whitespace().skip(1).collect();
     args.extend(["--docker-root", &root, "--interval", "1h"]);
     engine.docker(&args);
     let logs = || engine.docker(&["logs", "ovlaudit"]);
+    let agent_log = || {
+        let out = Command::new(crate::harness::DOCKER_CLIENT)
+            .arg("-H")
+            .arg(format!("unix://{}", engine.socket().display()))
+            .args(["logs", "ovlaudit"])
+            .output()
+            .expect("docker logs");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
     let events = |text: &str| -> Vec<Value> { text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect() };
     let ids_in = |evs: &[Value]| -> BTreeSet<String> {
         evs.iter().filter_map(|e| e["container"]["id"].as_str().map(str::to_owned)).collect()
     };
     let deadline = Instant::now() + Duration::from_secs(30);
     while !events(&logs()).iter().any(|e| e["event"]["dataset"] == "ovlaudit.scan") {
-        assert!(Instant::now() < deadline, "no scan from the agent in a container:\n{}", logs());
+        assert!(Instant::now() < deadline, "no scan from the agent in a container:\n{}\n{}", logs(), agent_log());
         std::thread::sleep(Duration::from_millis(100));
     }
     let evs = events(&logs());
