@@ -1,8 +1,11 @@
 //! The command line: subcommands, flags and their help text.
 
+use crate::config::{self, Overrides, Source};
+use crate::sink::SinkSpec;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use collector::ScanOptions;
 use std::path::PathBuf;
+use std::time::Duration;
 
 /// Audits the overlay mounts of a container host: which overlay mounts exist, which image layers (by
 /// digest) and which container they belong to, and how much disk each container's writable layer uses,
@@ -31,6 +34,72 @@ pub enum Command {
         ovlaudit report --format json | jq '.containers[] | {name, bytes: .writable.apparent_bytes}'\n  \
         ovlaudit report --root /host         # inside a container, host / mounted at /host")]
     Report(ReportArgs),
+    /// Run as a service: scan on an interval and soon after containers or mounts change, and send each
+    /// scan's events to the sinks (NDJSON on standard output by default).
+    ///
+    /// Reads its configuration from /etc/ovlaudit/ovlaudit.toml (a missing default file means all
+    /// defaults) or --config FILE; the flags below override the file. Speaks systemd's notify protocol
+    /// (READY=1 after the first scan, STATUS=, WATCHDOG=1) when NOTIFY_SOCKET is set. SIGHUP reloads the
+    /// configuration (a bad file is logged and the running configuration kept); SIGTERM or SIGINT stop it.
+    /// Logs go to standard error; RUST_LOG overrides log_level.
+    #[command(after_help = "Examples:\n  \
+        ovlaudit run                                   # as the systemd unit runs it\n  \
+        ovlaudit run --interval 5m --docker-root /srv/docker\n  \
+        ovlaudit run --root /host                      # inside a container, host / mounted at /host")]
+    Run(RunArgs),
+    /// Check a configuration file, print the effective configuration (file plus flags) as TOML, and exit.
+    ///
+    /// Exit status 0 when it is valid; 2 with the file, line, column and reason when it is not.
+    CheckConfig(RunArgs),
+}
+
+/// Options of `run` and `check-config`: the configuration file and the flags that override it.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Configuration file [default: /etc/ovlaudit/ovlaudit.toml, which may be absent].
+    #[arg(long, short = 'c', value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Time between scans when nothing changes, e.g. 30s, 5m, 1h [default: 60s].
+    #[arg(long, value_name = "DURATION", value_parser = config::parse_duration)]
+    pub interval: Option<Duration>,
+    /// Where events go; repeat for several. Replaces the file's `sinks` [default: stdout].
+    #[arg(long = "sink", value_name = "URI", value_parser = SinkSpec::parse)]
+    pub sinks: Vec<SinkSpec>,
+    /// Docker's data root, as the host names it [default: /var/lib/docker].
+    #[arg(long, value_name = "DIR")]
+    pub docker_root: Option<PathBuf>,
+    /// The host's proc filesystem, as the host names it [default: /proc].
+    #[arg(long = "proc", value_name = "DIR")]
+    pub proc_dir: Option<PathBuf>,
+    /// Prefix for every host path: the host's / mounted at DIR in a container [default: /].
+    #[arg(long, value_name = "DIR")]
+    pub root: Option<PathBuf>,
+    /// Writable layers to walk at once (0: one per CPU) [default: 0].
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
+    /// error, warn, info, debug, trace or off [default: info].
+    #[arg(long, value_name = "LEVEL")]
+    pub log_level: Option<String>,
+}
+
+impl RunArgs {
+    /// The file to read.
+    pub fn source(&self) -> Source {
+        Source::new(self.config.as_deref())
+    }
+
+    /// The flags that override the file.
+    pub fn overrides(&self) -> Overrides {
+        Overrides {
+            interval: self.interval,
+            sinks: self.sinks.clone(),
+            docker_root: self.docker_root.clone(),
+            proc_dir: self.proc_dir.clone(),
+            root: self.root.clone(),
+            threads: self.threads,
+            log_level: self.log_level.clone(),
+        }
+    }
 }
 
 /// Options of `report`.

@@ -3,10 +3,17 @@
 //! `collector` library only.
 
 mod cli;
+mod config;
+mod daemon;
+mod debounce;
 mod events;
+mod logging;
 mod render;
 mod sections;
+mod sink;
+mod systemd;
 mod units;
+mod watch;
 
 use clap::Parser;
 use cli::{Cli, Command, Format, ReportArgs};
@@ -17,6 +24,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Report(args) => report(&args),
+        Command::Run(args) => daemon::run(args.source(), args.overrides()),
+        Command::CheckConfig(args) => check_config(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -30,6 +39,18 @@ fn main() -> ExitCode {
 
 fn is_broken_pipe(e: &anyhow::Error) -> bool {
     e.chain().any(|c| c.downcast_ref::<io::Error>().is_some_and(|io| io.kind() == io::ErrorKind::BrokenPipe))
+}
+
+fn check_config(args: &cli::RunArgs) -> anyhow::Result<()> {
+    let source = args.source();
+    let config = config::load(&source, &args.overrides())?;
+    if source.path.exists() {
+        eprintln!("ovlaudit: {source}: configuration is valid");
+    } else {
+        eprintln!("ovlaudit: no file at {source}: the defaults apply");
+    }
+    print!("{}", config.to_toml());
+    Ok(())
 }
 
 fn report(args: &ReportArgs) -> anyhow::Result<()> {
