@@ -17,14 +17,17 @@ pub fn event_validator() -> jsonschema::Validator {
 /// Validates each event; panics naming the event and the first violations.
 pub fn assert_events_valid(validator: &jsonschema::Validator, events: &[Value]) {
     for ev in events {
-        let errors: Vec<String> = validator.iter_errors(ev).take(5).map(|e| format!("{} at {}", e, e.instance_path())).collect();
+        let errors: Vec<String> =
+            validator.iter_errors(ev).take(5).map(|e| format!("{} at {}", e, e.instance_path())).collect();
         assert!(errors.is_empty(), "event {} does not match the schema: {errors:#?}", ev["event"]["id"]);
     }
 }
 
 #[test]
 fn ndjson_events_match_the_schema_and_stay_small() {
-    let Some(engine) = Engine::start().unwrap_or_else(|e| panic!("cannot start a private dockerd: {e}")) else { return };
+    let Some(engine) = Engine::start().unwrap_or_else(|e| panic!("cannot start a private dockerd: {e}")) else {
+        return;
+    };
     engine.import_busybox("bb:1");
     engine.docker(&["run", "--name", "plain", "bb:1", "sh", "-c", "echo hi > /x"]);
     // 60 labels of 1,000 bytes: 60 KB of labels, twice in the event; it must be cut to 30 KiB and say so.
@@ -62,10 +65,8 @@ fn ndjson_events_match_the_schema_and_stay_small() {
     let seqs: Vec<u64> = events.iter().filter_map(|e| e["event"]["sequence"].as_u64()).collect();
     assert_eq!(seqs, (1..=events.len() as u64).collect::<Vec<_>>(), "event.sequence counts up from 1");
 
-    let labelled = events
-        .iter()
-        .find(|e| e["container"]["name"] == "labelled")
-        .expect("an event for the labelled container");
+    let labelled =
+        events.iter().find(|e| e["container"]["name"] == "labelled").expect("an event for the labelled container");
     let cut = labelled["ovlaudit"]["truncated"].as_array().expect("the event says it was cut");
     assert!(!cut.is_empty());
     assert!(labelled["ovlaudit"]["original_bytes"].as_u64() > Some(120_000));

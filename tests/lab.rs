@@ -47,6 +47,24 @@ fn lab() {
         "dd if=/dev/zero of=/dump bs=1M count=24 2>/dev/null && truncate -s 1G /sparse && rm -r /bin/vi /bin/ls",
     ]);
     engine.docker(&["create", "--name", "idle", "busybox:lab", "true"]);
+    // What a crash during `docker rmi` leaves: the image's layer directory and its short link survive the
+    // removal of its metadata. Made by copying them aside and putting them back after the removal.
+    engine.build("old:1", "FROM busybox:lab\nRUN head -c 300000 /bin/busybox > /old.bin\n");
+    let upper = engine.docker(&["image", "inspect", "-f", "{{.GraphDriver.Data.UpperDir}}", "old:1"]);
+    let layer = std::path::Path::new(&upper).parent().expect("layer dir").to_path_buf();
+    let short = std::fs::read_to_string(layer.join("link")).expect("link file");
+    let aside = engine.dir().join("aside");
+    let cp = |from: &std::path::Path, to: &std::path::Path| {
+        assert!(std::process::Command::new("cp").arg("-a").arg(from).arg(to).status().is_ok_and(|s| s.success()));
+    };
+    cp(&layer, &aside);
+    engine.docker(&["rmi", "old:1"]);
+    cp(&aside, &layer);
+    std::os::unix::fs::symlink(
+        format!("../{}/diff", layer.file_name().expect("name").to_string_lossy()),
+        layer.parent().expect("overlay2").join("l").join(short),
+    )
+    .expect("restore the short link");
     // Let the running ones finish writing.
     for name in ["web", "cache"] {
         engine.docker(&["exec", name, "sh", "-c", "while [ ! -f /ready ]; do sleep 0.1; done"]);
@@ -59,11 +77,14 @@ fn lab() {
         assert_eq!(ours["writable"]["apparent_bytes"].as_u64(), Some(c["SizeRw"].as_u64().unwrap_or(0)));
     }
     let out = std::process::Command::new(OVLAUDIT)
-        .args(["report", "--docker-root", engine.data_root().to_str().expect("utf-8")])
+        .args(["report", "--orphan-min-age", "0", "--docker-root", engine.data_root().to_str().expect("utf-8")])
         .output()
         .expect("run ovlaudit");
     assert!(out.status.success());
-    println!("\n$ ovlaudit report --docker-root {}\n", engine.data_root().display());
+    println!("\n$ ovlaudit report --orphan-min-age 0 --docker-root {}\n", engine.data_root().display());
     println!("{}", String::from_utf8_lossy(&out.stdout));
-    println!("(each WRITABLE figure equals the engine's own SizeRw; the lab is removed when this ends)");
+    println!(
+        "(each WRITABLE figure equals the engine's own SizeRw, each image's SIZE and SHARED its /system/df; \
+         the orphans were just made, so --orphan-min-age 0 shows them at once; the lab is removed when this ends)"
+    );
 }

@@ -32,6 +32,8 @@ fn docker_fixture(host: &Path) -> String {
     for (rw, short, content) in [(GOOD_RW, "GOODSHORT", "hello"), (BAD_RW, "BADSHORT", "1234567")] {
         write(&o.join(rw).join("diff/file"), content);
         write(&o.join(rw).join("lower"), &format!("l/{short}I:l/BASESHORT"));
+        write(&o.join(rw).join("link"), short);
+        write(&o.join(format!("{rw}-init/link")), &format!("{short}I"));
         fs::create_dir_all(o.join(rw).join("work")).expect("work");
         fs::create_dir_all(o.join(format!("{rw}-init/diff/etc"))).expect("init");
         write(&o.join(format!("{rw}-init/lower")), "l/BASESHORT");
@@ -134,6 +136,14 @@ fn corrupt_container_record_hides_nothing_else() {
         .expect("a finding names the corrupt record");
     assert_eq!(finding["path"], bad_config.to_str().expect("utf-8"));
     assert_eq!(finding["severity"], "error");
+    let errors: Vec<&str> = r["findings"]
+        .as_array()
+        .expect("findings")
+        .iter()
+        .filter(|f| f["severity"] == "error")
+        .filter_map(|f| f["code"].as_str())
+        .collect();
+    assert_eq!(errors, ["container_config_unparsable"], "the corrupt record is the only error in this tree");
 }
 
 #[test]

@@ -1,9 +1,17 @@
 //! ovlaudit's end-to-end suite: the real binary against real engines and fixture trees.
 
+mod agent;
+mod bench;
+mod collectors;
 mod common;
+mod events;
 mod harness;
 mod harness_smoke;
 mod lab;
 mod report_cli;
 mod report_docker;
-mod events;
+mod run_cli;
+mod run_docker;
+mod shipping;
+mod storage_audit;
+mod walk_safety;

@@ -1,8 +1,11 @@
 //! The command line: subcommands, flags and their help text.
 
+use crate::config::{self, Overrides, Source};
+use crate::sinks::{config::parse_sink_uri, SinkConfig};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use collector::ScanOptions;
 use std::path::PathBuf;
+use std::time::Duration;
 
 /// Audits the overlay mounts of a container host: which overlay mounts exist, which image layers (by
 /// digest) and which container they belong to, and how much disk each container's writable layer uses,
@@ -27,9 +30,86 @@ pub enum Command {
     #[command(after_help = "Examples:\n  \
         ovlaudit report                      # table, largest writable layers first\n  \
         ovlaudit report --bytes              # exact byte counts in the table\n  \
+        ovlaudit report --section orphans    # only the orphans table\n  \
         ovlaudit report --format json | jq '.containers[] | {name, bytes: .writable.apparent_bytes}'\n  \
         ovlaudit report --root /host         # inside a container, host / mounted at /host")]
     Report(ReportArgs),
+    /// Run as a service: scan on an interval and soon after containers or mounts change, and send each
+    /// scan's events to the sinks (NDJSON on standard output by default).
+    ///
+    /// Reads its configuration from /etc/ovlaudit/ovlaudit.toml (a missing default file means all
+    /// defaults) or --config FILE; the flags below override the file. Speaks systemd's notify protocol
+    /// (READY=1 after the first scan, STATUS=, WATCHDOG=1) when NOTIFY_SOCKET is set. SIGHUP reloads the
+    /// configuration (a bad file is logged and the running configuration kept); SIGTERM or SIGINT stop it.
+    /// Logs go to standard error; RUST_LOG overrides log_level.
+    #[command(after_help = "Examples:\n  \
+        ovlaudit run                                   # as the systemd unit runs it\n  \
+        ovlaudit run --interval 5m --docker-root /srv/docker\n  \
+        ovlaudit run --root /host                      # inside a container, host / mounted at /host")]
+    Run(RunArgs),
+    /// Check a configuration file, print the effective configuration (file plus flags) as TOML, and exit.
+    ///
+    /// Exit status 0 when it is valid; 2 with the file, line, column and reason when it is not.
+    CheckConfig(RunArgs),
+    /// Send one test event (dataset ovlaudit.check) to each configured sink and say which work.
+    ///
+    /// Uses the same configuration as `run` (file plus flags). Exit status 0 when every sink took its event,
+    /// 1 when any did not (each failure is printed with its cause), 2 on a usage or configuration error.
+    #[command(after_help = "Examples:\n  \
+        ovlaudit check-sinks                           # the sinks of /etc/ovlaudit/ovlaudit.toml\n  \
+        ovlaudit check-sinks --sink syslog+tcp://127.0.0.1:514 --sink http://127.0.0.1:8080/ingest")]
+    CheckSinks(RunArgs),
+}
+
+/// Options of `run` and `check-config`: the configuration file and the flags that override it.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Configuration file [default: /etc/ovlaudit/ovlaudit.toml, which may be absent].
+    #[arg(long, short = 'c', value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Time between scans when nothing changes, e.g. 30s, 5m, 1h [default: 60s].
+    #[arg(long, value_name = "DURATION", value_parser = config::parse_duration)]
+    pub interval: Option<Duration>,
+    /// Where events go; repeat for several. Replaces the file's sinks [default: stdout:]. URIs: stdout:,
+    /// file:/PATH, tcp://HOST:PORT, unix:///PATH, http://HOST:PORT/PATH, syslog+tcp://HOST:PORT,
+    /// syslog+udp://HOST:PORT, syslog+unix:///dev/log, journald:
+    #[arg(long = "sink", value_name = "URI", value_parser = parse_sink_uri)]
+    pub sinks: Vec<SinkConfig>,
+    /// Docker's data root, as the host names it [default: /var/lib/docker].
+    #[arg(long, value_name = "DIR")]
+    pub docker_root: Option<PathBuf>,
+    /// The host's proc filesystem, as the host names it [default: /proc].
+    #[arg(long = "proc", value_name = "DIR")]
+    pub proc_dir: Option<PathBuf>,
+    /// Prefix for every host path: the host's / mounted at DIR in a container [default: /].
+    #[arg(long, value_name = "DIR")]
+    pub root: Option<PathBuf>,
+    /// Writable layers to walk at once (0: one per CPU) [default: 0].
+    #[arg(long, value_name = "N")]
+    pub threads: Option<usize>,
+    /// error, warn, info, debug, trace or off [default: info].
+    #[arg(long, value_name = "LEVEL")]
+    pub log_level: Option<String>,
+}
+
+impl RunArgs {
+    /// The file to read.
+    pub fn source(&self) -> Source {
+        Source::new(self.config.as_deref())
+    }
+
+    /// The flags that override the file.
+    pub fn overrides(&self) -> Overrides {
+        Overrides {
+            interval: self.interval,
+            sinks: self.sinks.clone(),
+            docker_root: self.docker_root.clone(),
+            proc_dir: self.proc_dir.clone(),
+            root: self.root.clone(),
+            threads: self.threads,
+            log_level: self.log_level.clone(),
+        }
+    }
 }
 
 /// Options of `report`.
@@ -41,9 +121,20 @@ pub struct ReportArgs {
     /// Show sizes in the table as exact bytes instead of human units.
     #[arg(long)]
     pub bytes: bool,
-    /// Writable layers to walk at once (0: one per CPU).
+    /// Walker threads, shared across and within writable layers (0: one per CPU).
     #[arg(long, default_value_t = 0, value_name = "N")]
     pub threads: usize,
+    /// Print one section of the table: summary, containers, images, orphans or findings (the JSON
+    /// document always carries every section).
+    #[arg(long, value_enum, value_name = "NAME")]
+    pub section: Option<Section>,
+    /// Storage changed less than this many seconds ago is not called an orphan: it may belong to a pull,
+    /// build or removal in progress.
+    #[arg(long, default_value_t = 600, value_name = "SECONDS")]
+    pub orphan_min_age: u64,
+    /// List each writable layer's N largest files (path, apparent and allocated bytes).
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub top: usize,
     /// Where the host is.
     #[command(flatten)]
     pub host: HostArgs,
@@ -64,6 +155,21 @@ pub struct HostArgs {
     pub root: PathBuf,
 }
 
+/// Sections of the table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Section {
+    /// Totals on one screen: writable, images, orphans, logs, findings by severity.
+    Summary,
+    /// Every container, largest writable layer first, and overlay mounts no container owns.
+    Containers,
+    /// Every image with its size, shared and unique bytes, as `docker system df -v` counts them.
+    Images,
+    /// Storage that belongs to no image or container, largest first.
+    Orphans,
+    /// Problems found, with their codes.
+    Findings,
+}
+
 /// Output formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Format {
@@ -77,13 +183,15 @@ pub enum Format {
 
 impl HostArgs {
     /// The collector's options for these flags.
-    pub fn scan_options(&self, threads: usize) -> ScanOptions {
+    pub fn scan_options(&self, threads: usize, top_files: usize) -> ScanOptions {
         ScanOptions {
             root: self.root.clone(),
             proc_dir: self.proc_dir.clone(),
             docker_root_required: self.docker_root.is_some(),
             docker_root: self.docker_root.clone().unwrap_or_else(|| PathBuf::from("/var/lib/docker")),
             threads,
+            top_files,
+            ..ScanOptions::default()
         }
     }
 }

@@ -2,11 +2,12 @@
 //! names (`@timestamp`, `event.*`, `host.name`, `agent.*`, `container.*`) and ovlaudit's own objects under
 //! `ovlaudit.*` — the same objects as in the report document.
 //!
-//! Datasets: `ovlaudit.container` (one per container per scan), `ovlaudit.image`, `ovlaudit.finding`, and
-//! `ovlaudit.scan` (one summary per scan, last). `event.id` is unique per event (this run's random
+//! Datasets: `ovlaudit.container` (one per container per scan), `ovlaudit.image`, `ovlaudit.orphan`,
+//! `ovlaudit.finding`, and `ovlaudit.scan` (one summary per scan, last). `event.id` is unique per event (this run's random
 //! `agent.ephemeral_id` plus the sequence number) so that a receiver can drop duplicates after a retry;
 //! `event.sequence` increases by one per event for the life of the process.
 
+use crate::sinks::SinkStats;
 use collector::report::Report;
 use serde_json::{json, Map, Value};
 use std::path::Path;
@@ -39,10 +40,14 @@ impl Sequencer {
     }
 
     fn envelope(&mut self, r: &Report, dataset: &str, kind: &str) -> Map<String, Value> {
+        self.envelope_at(&r.generated_at, &r.host.name, dataset, kind)
+    }
+
+    fn envelope_at(&mut self, timestamp: &str, host: &str, dataset: &str, kind: &str) -> Map<String, Value> {
         let seq = self.next;
         self.next += 1;
         let mut m = Map::new();
-        m.insert("@timestamp".into(), json!(r.generated_at));
+        m.insert("@timestamp".into(), json!(timestamp));
         m.insert(
             "event".into(),
             json!({
@@ -53,7 +58,7 @@ impl Sequencer {
                 "sequence": seq,
             }),
         );
-        m.insert("host".into(), json!({ "name": r.host.name }));
+        m.insert("host".into(), json!({ "name": host }));
         m.insert(
             "agent".into(),
             json!({
@@ -68,8 +73,18 @@ impl Sequencer {
     }
 }
 
-/// Every event of one report, in order: containers, images, findings, then the scan summary.
-pub fn report_events(r: &Report, seq: &mut Sequencer) -> Vec<Value> {
+/// The event `check-sinks` sends: dataset `ovlaudit.check`, nothing under `ovlaudit` but a note.
+pub fn check_event(seq: &mut Sequencer, host: &str) -> Value {
+    let now = collector::scan::rfc3339(std::time::SystemTime::now());
+    let mut m = seq.envelope_at(&now, host, "ovlaudit.check", "event");
+    m.insert("ovlaudit".into(), json!({ "check": "a test event from ovlaudit check-sinks" }));
+    Value::Object(m)
+}
+
+/// Every event of one report, in order: containers, images, orphans, findings, then the scan summary, which
+/// carries the sinks' delivery counters as they stood when the scan ended (`sinks`, empty for a one-shot
+/// report).
+pub fn report_events(r: &Report, seq: &mut Sequencer, sinks: &[SinkStats]) -> Vec<Value> {
     let mut out = Vec::new();
     for c in &r.containers {
         let mut m = seq.envelope(r, "ovlaudit.container", "state");
@@ -91,6 +106,11 @@ pub fn report_events(r: &Report, seq: &mut Sequencer) -> Vec<Value> {
         m.insert("ovlaudit".into(), json!({ "image": i }));
         out.push(fit(Value::Object(m)));
     }
+    for o in &r.orphans {
+        let mut m = seq.envelope(r, "ovlaudit.orphan", "state");
+        m.insert("ovlaudit".into(), json!({ "orphan": o }));
+        out.push(Value::Object(m));
+    }
     for f in &r.findings {
         let mut m = seq.envelope(r, "ovlaudit.finding", "event");
         m.insert("ovlaudit".into(), json!({ "finding": f }));
@@ -104,6 +124,7 @@ pub fn report_events(r: &Report, seq: &mut Sequencer) -> Vec<Value> {
             "sources": r.sources,
             "duration_ms": r.scan_duration_ms,
             "unowned_mounts": r.unowned_mounts,
+            "sinks": sinks,
         }}),
     );
     out.push(fit(Value::Object(m)));

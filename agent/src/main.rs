@@ -3,11 +3,17 @@
 //! `collector` library only.
 
 mod cli;
+mod config;
+mod daemon;
+mod debounce;
 mod events;
+mod logging;
 mod render;
-#[allow(dead_code)]
+mod sections;
 mod sinks;
+mod systemd;
 mod units;
+mod watch;
 
 use clap::Parser;
 use cli::{Cli, Command, Format, ReportArgs};
@@ -18,6 +24,13 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Report(args) => report(&args),
+        Command::Run(args) => daemon::run(args.source(), args.overrides()),
+        Command::CheckConfig(args) => check_config(&args),
+        Command::CheckSinks(args) => match check_sinks(&args) {
+            Ok(true) => Ok(()),
+            Ok(false) => return ExitCode::from(1),
+            Err(e) => Err(e),
+        },
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -33,8 +46,42 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
     e.chain().any(|c| c.downcast_ref::<io::Error>().is_some_and(|io| io.kind() == io::ErrorKind::BrokenPipe))
 }
 
+/// Sends one test event to every configured sink; true when all took it.
+fn check_sinks(args: &cli::RunArgs) -> anyhow::Result<bool> {
+    let config = config::load(&args.source(), &args.overrides())?;
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let results = rt.block_on(sinks::check::check_all(&config.sinks, &config.root));
+    let mut all = true;
+    for r in &results {
+        match &r.outcome {
+            Ok(took) => println!("ok      {}  (test event delivered in {} ms)", r.sink, took.as_millis()),
+            Err(why) => {
+                all = false;
+                println!("FAILED  {}  {why}", r.sink);
+            }
+        }
+    }
+    Ok(all)
+}
+
+fn check_config(args: &cli::RunArgs) -> anyhow::Result<()> {
+    let source = args.source();
+    let config = config::load(&source, &args.overrides())?;
+    if source.path.exists() {
+        eprintln!("ovlaudit: {source}: configuration is valid");
+    } else {
+        eprintln!("ovlaudit: no file at {source}: the defaults apply");
+    }
+    print!("{}", config.to_toml());
+    Ok(())
+}
+
 fn report(args: &ReportArgs) -> anyhow::Result<()> {
-    let opts = args.host.scan_options(args.threads);
+    if args.section.is_some() && args.format != Format::Table {
+        anyhow::bail!("--section selects a part of the table; the JSON and NDJSON output always carry every section");
+    }
+    let mut opts = args.host.scan_options(args.threads, args.top);
+    opts.orphan_min_age = std::time::Duration::from_secs(args.orphan_min_age);
     let report = collector::scan(&opts)?;
     if !report.sources.docker_found {
         eprintln!(
@@ -49,14 +96,14 @@ fn report(args: &ReportArgs) -> anyhow::Result<()> {
     let stdout = io::stdout();
     let mut out = io::BufWriter::new(stdout.lock());
     match args.format {
-        Format::Table => render::table(&mut out, &report, args.bytes)?,
+        Format::Table => render::table(&mut out, &report, args.bytes, args.section)?,
         Format::Json => {
             serde_json::to_writer_pretty(&mut out, &report)?;
             writeln!(out)?;
         }
         Format::Ndjson => {
             let mut seq = events::Sequencer::new(&opts.root);
-            for ev in events::report_events(&report, &mut seq) {
+            for ev in events::report_events(&report, &mut seq, &[]) {
                 serde_json::to_writer(&mut out, &ev)?;
                 writeln!(out)?;
             }

@@ -1,29 +1,45 @@
-//! The table for people: containers largest writable layer first, then overlay mounts that belong to no
-//! container, then findings. Anything taken from the host is escaped so that a hostile file or label name
-//! cannot move the cursor or forge a line.
+//! The table for people: the summary, containers largest writable layer first, overlay mounts that belong
+//! to no container, images, orphans, then findings. Anything taken from the host is escaped so that a
+//! hostile file or label name cannot move the cursor or forge a line.
 
+use crate::cli::Section;
+use crate::sections;
 use crate::units::human_bytes;
 use collector::report::Report;
 use std::io::{self, Write};
 
-/// Writes the report as aligned text.
-pub fn table(out: &mut impl Write, r: &Report, exact: bool) -> io::Result<()> {
-    let size = |n: u64| if exact { n.to_string() } else { human_bytes(n) };
-    let t = &r.totals;
-    writeln!(
-        out,
-        "{}: {} containers ({} running), writable {} (allocated {}), {} images, {} overlay mounts ({} not owned by a container)",
-        safe(&r.host.name),
-        t.containers,
-        t.containers_running,
-        size(t.writable_apparent_bytes),
-        size(t.writable_allocated_bytes),
-        t.images,
-        t.overlay_mounts,
-        t.unowned_mounts,
-    )?;
-    writeln!(out)?;
+/// Writes the report as aligned text: every section, summary first, or only `section`.
+pub fn table(out: &mut impl Write, r: &Report, exact: bool, section: Option<Section>) -> io::Result<()> {
+    match section {
+        Some(Section::Summary) => sections::summary(out, r, exact),
+        Some(Section::Containers) => containers(out, r, exact),
+        Some(Section::Images) => sections::images(out, r, exact),
+        Some(Section::Orphans) => sections::orphans(out, r, exact),
+        Some(Section::Findings) => findings(out, r),
+        None => {
+            sections::summary(out, r, exact)?;
+            writeln!(out)?;
+            containers(out, r, exact)?;
+            if !r.images.is_empty() {
+                writeln!(out)?;
+                sections::images(out, r, exact)?;
+            }
+            if !r.orphans.is_empty() {
+                writeln!(out)?;
+                sections::orphans(out, r, exact)?;
+            }
+            if !r.findings.is_empty() {
+                writeln!(out)?;
+                findings(out, r)?;
+            }
+            Ok(())
+        }
+    }
+}
 
+/// Containers, largest writable layer first, then overlay mounts that belong to no container.
+fn containers(out: &mut impl Write, r: &Report, exact: bool) -> io::Result<()> {
+    let size = |n: u64| if exact { n.to_string() } else { human_bytes(n) };
     let mut rows = vec![[
         "CONTAINER",
         "NAME",
@@ -62,6 +78,27 @@ pub fn table(out: &mut impl Write, r: &Report, exact: bool) -> io::Result<()> {
         write_rows(out, &rows, &[4, 5, 6, 7, 8, 9])?;
     }
 
+    let with_top: Vec<_> =
+        r.containers.iter().filter(|c| c.writable.as_ref().is_some_and(|w| !w.usage.top_files.is_empty())).collect();
+    if !with_top.is_empty() {
+        writeln!(out)?;
+        writeln!(out, "Largest files in writable layers:")?;
+        for c in with_top {
+            let top = c.writable.as_ref().map(|w| w.usage.top_files.as_slice()).unwrap_or_default();
+            let name = if c.name.is_empty() { short_id(&c.id) } else { safe(&c.name) };
+            writeln!(out, "  {name} ({})", short_id(&c.id))?;
+            let mut rows = vec![["WRITABLE", "ALLOCATED", "PATH"].map(String::from)];
+            for f in top {
+                rows.push([size(f.apparent_bytes), size(f.allocated_bytes), safe(&f.path)]);
+            }
+            let mut text = Vec::new();
+            write_rows(&mut text, &rows, &[0, 1])?;
+            for line in String::from_utf8_lossy(&text).lines() {
+                writeln!(out, "    {line}")?;
+            }
+        }
+    }
+
     if !r.unowned_mounts.is_empty() {
         writeln!(out)?;
         writeln!(out, "Overlay mounts not owned by a known container:")?;
@@ -77,8 +114,14 @@ pub fn table(out: &mut impl Write, r: &Report, exact: bool) -> io::Result<()> {
         }
     }
 
-    if !r.findings.is_empty() {
-        writeln!(out)?;
+    Ok(())
+}
+
+/// Findings in the order they were met.
+fn findings(out: &mut impl Write, r: &Report) -> io::Result<()> {
+    if r.findings.is_empty() {
+        writeln!(out, "No findings.")?;
+    } else {
         writeln!(out, "Findings:")?;
         for f in &r.findings {
             let sev =
@@ -93,7 +136,11 @@ pub fn table(out: &mut impl Write, r: &Report, exact: bool) -> io::Result<()> {
     Ok(())
 }
 
-fn write_rows<const N: usize>(out: &mut impl Write, rows: &[[String; N]], right: &[usize]) -> io::Result<()> {
+pub(crate) fn write_rows<const N: usize>(
+    out: &mut impl Write,
+    rows: &[[String; N]],
+    right: &[usize],
+) -> io::Result<()> {
     let mut widths = [0usize; N];
     for row in rows {
         for (w, cell) in widths.iter_mut().zip(row) {
@@ -122,7 +169,7 @@ fn write_rows<const N: usize>(out: &mut impl Write, rows: &[[String; N]], right:
     Ok(())
 }
 
-fn short_id(id: &str) -> String {
+pub(crate) fn short_id(id: &str) -> String {
     id.trim_start_matches("sha256:").chars().take(12).collect()
 }
 

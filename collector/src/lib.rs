@@ -16,6 +16,7 @@ pub mod overlay;
 pub mod report;
 pub mod scan;
 pub mod usage;
+pub mod walk;
 
 pub use finding::{Finding, Severity};
 pub use report::Report;

@@ -85,6 +85,10 @@ pub struct ContainerReport {
     pub mount: Option<MountReport>,
     /// The json-file log.
     pub log_path: Option<String>,
+    /// Apparent bytes of the json-file log and its rotated files (`-json.log.N`, `-json.log.N.gz`); null
+    /// when the container has no json-file log (another log driver, or never started).
+    #[serde(default)]
+    pub log_bytes: Option<u64>,
 }
 
 /// A container's image.
@@ -181,8 +185,20 @@ pub struct ImageReport {
     pub id: String,
     /// Tags (`name:tag`).
     pub tags: Vec<String>,
-    /// Sum of the image's layer sizes as the engine recorded them.
+    /// Sum of the image's layer sizes as the engine recorded them (`Size` in `GET /system/df`).
     pub size_bytes: u64,
+    /// Bytes of its layers that other images also use (`SharedSize` in `GET /system/df`).
+    #[serde(default)]
+    pub shared_bytes: u64,
+    /// `size_bytes - shared_bytes`: what removing this image alone would free.
+    #[serde(default)]
+    pub unique_bytes: u64,
+    /// Untagged and not the parent of another image: what `docker images -f dangling=true` lists.
+    #[serde(default)]
+    pub dangling: bool,
+    /// Untagged build step with child images: hidden by `docker images` and `docker system df`.
+    #[serde(default)]
+    pub intermediate: bool,
     /// Number of containers using it.
     pub containers: u64,
     /// ChainIDs, base first.
@@ -200,6 +216,12 @@ pub struct Orphan {
     pub apparent_bytes: u64,
     /// Allocated bytes under it.
     pub allocated_bytes: u64,
+    /// Why it is an orphan and where it came from, for people.
+    #[serde(default)]
+    pub detail: String,
+    /// Last modification time of the entry itself, RFC 3339 UTC.
+    #[serde(default)]
+    pub modified: Option<String>,
 }
 
 /// Sums over the report.
@@ -219,6 +241,21 @@ pub struct Totals {
     pub overlay_mounts: u64,
     /// Overlay mounts that belong to no known container.
     pub unowned_mounts: u64,
+    /// Bytes of every distinct image layer, each counted once (`LayersSize` in `GET /system/df`).
+    #[serde(default)]
+    pub image_bytes: u64,
+    /// Orphans found.
+    #[serde(default)]
+    pub orphans: u64,
+    /// Sum of the orphans' `apparent_bytes`.
+    #[serde(default)]
+    pub orphan_apparent_bytes: u64,
+    /// Sum of the orphans' `allocated_bytes`: what removing them all would free.
+    #[serde(default)]
+    pub orphan_allocated_bytes: u64,
+    /// Sum of the containers' `log_bytes`.
+    #[serde(default)]
+    pub log_bytes: u64,
     /// Findings by severity.
     pub findings: BTreeMap<String, u64>,
 }

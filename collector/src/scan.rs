@@ -6,12 +6,10 @@ use crate::docker::{DockerRoot, DockerStore, StoreError};
 use crate::finding::{Findings, Severity};
 use crate::mount_table::{read_mount_table, OverlayMount};
 use crate::report::*;
-use crate::usage::{measure_writable_layer, OverlayXattrs, WritableUsage};
+use crate::usage::{measure_writable_layers, WritableUsage};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 /// What to audit.
 #[derive(Debug, Clone)]
@@ -27,6 +25,11 @@ pub struct ScanOptions {
     pub docker_root_required: bool,
     /// Walkers to run at once; 0 means one per CPU.
     pub threads: usize,
+    /// Storage changed more recently than this is not called an orphan: it may belong to a pull, build or
+    /// removal in progress.
+    pub orphan_min_age: Duration,
+    /// Largest files to list per writable layer (`writable.top_files`); 0 for none.
+    pub top_files: usize,
 }
 
 impl Default for ScanOptions {
@@ -37,6 +40,8 @@ impl Default for ScanOptions {
             docker_root: PathBuf::from("/var/lib/docker"),
             docker_root_required: false,
             threads: 0,
+            orphan_min_age: Duration::from_secs(600),
+            top_files: 0,
         }
     }
 }
@@ -83,9 +88,18 @@ pub fn scan(opts: &ScanOptions) -> Result<Report, ScanError> {
     let mut containers = Vec::new();
     let mut images = Vec::new();
     let mut owned: HashSet<usize> = HashSet::new();
+    let (mut orphans, mut image_bytes) = (Vec::new(), 0);
     if let Some(store) = &store {
-        containers = join_containers(store, &overlays, &mut owned, opts.threads, &mut findings);
-        images = image_reports(store, &containers, &mut findings);
+        containers = join_containers(store, &overlays, &mut owned, opts, &mut findings);
+        (images, image_bytes) = crate::docker::image_usage::image_reports(store, &containers, &mut findings);
+        for c in &mut containers {
+            if let Some(log) = &c.log_path {
+                c.log_bytes =
+                    Some(crate::docker::logs::log_bytes(&under_root(&opts.root, Path::new(log)), &mut findings));
+            }
+        }
+        let entries = table.as_ref().map_or(&[][..], |t| t.entries.as_slice());
+        orphans = crate::docker::orphans::find_orphans(store, entries, &overlays, opts.orphan_min_age, &mut findings);
     }
     let unowned_mounts: Vec<MountReport> = overlays
         .iter()
@@ -115,6 +129,11 @@ pub fn scan(opts: &ScanOptions) -> Result<Report, ScanError> {
         images: images.len() as u64,
         overlay_mounts: overlays.len() as u64,
         unowned_mounts: unowned_mounts.len() as u64,
+        image_bytes,
+        orphans: orphans.len() as u64,
+        orphan_apparent_bytes: orphans.iter().map(|o| o.apparent_bytes).sum(),
+        orphan_allocated_bytes: orphans.iter().map(|o| o.allocated_bytes).sum(),
+        log_bytes: containers.iter().filter_map(|c| c.log_bytes).sum(),
         findings: by_severity,
     };
     Ok(Report {
@@ -129,7 +148,7 @@ pub fn scan(opts: &ScanOptions) -> Result<Report, ScanError> {
         containers,
         images,
         unowned_mounts,
-        orphans: Vec::new(),
+        orphans,
         findings,
         totals,
         scan_duration_ms: started.elapsed().as_millis() as u64,
@@ -149,7 +168,7 @@ fn join_containers(
     store: &DockerStore,
     overlays: &[OverlayMount],
     owned: &mut HashSet<usize>,
-    threads: usize,
+    opts: &ScanOptions,
     findings: &mut Findings,
 ) -> Vec<ContainerReport> {
     let mut ids: Vec<&String> = store.containers.keys().chain(store.layerdb.rw_layers.keys()).collect();
@@ -168,7 +187,7 @@ fn join_containers(
         .iter()
         .map(|id| store.layerdb.rw_layers.get(*id).map(|rw| store.layer_dir(&rw.mount_id).join("diff")))
         .collect();
-    let usages = measure_all(&upperdirs, threads);
+    let usages = measure_writable_layers(&upperdirs, opts.threads, opts.top_files);
 
     let mut out = Vec::with_capacity(ids.len());
     for ((id, usage), upperdir) in ids.into_iter().zip(usages).zip(&upperdirs) {
@@ -204,6 +223,7 @@ fn join_containers(
             layers: Vec::new(),
             mount: None,
             log_path: config.and_then(|c| c.log_path.clone()).filter(|p| !p.is_empty()),
+            log_bytes: None,
         };
         let Some(rw) = rw else {
             findings.error(
@@ -268,6 +288,13 @@ fn join_containers(
                 Some(&host_dir.join("diff")),
             );
         }
+        for f in usage.top_files.iter().filter(|f| f.path_not_utf8) {
+            findings.warn(
+                "path_not_utf8",
+                format!("container {id}: a large file's name is not UTF-8; it is shown lossily as {}", f.path),
+                Some(&host_dir.join("diff")),
+            );
+        }
         if usage.mount_points > 0 {
             findings.info(
                 "writable_layer_has_mount_points",
@@ -317,61 +344,6 @@ fn join_containers(
         let size = |c: &ContainerReport| c.writable.as_ref().map_or(0, |w| w.usage.apparent_bytes);
         size(b).cmp(&size(a)).then_with(|| a.name.cmp(&b.name)).then_with(|| a.id.cmp(&b.id))
     });
-    out
-}
-
-/// Measures every upperdir, spreading whole layers over `threads` workers.
-fn measure_all(upperdirs: &[Option<PathBuf>], threads: usize) -> Vec<Result<WritableUsage, crate::usage::UsageError>> {
-    let n = if threads == 0 { std::thread::available_parallelism().map_or(1, |n| n.get()) } else { threads };
-    let next = AtomicUsize::new(0);
-    let results: Mutex<Vec<Option<Result<WritableUsage, crate::usage::UsageError>>>> =
-        Mutex::new((0..upperdirs.len()).map(|_| None).collect());
-    std::thread::scope(|s| {
-        for _ in 0..n.min(upperdirs.len()).max(1) {
-            s.spawn(|| loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                let Some(dir) = upperdirs.get(i) else { break };
-                let r = match dir {
-                    Some(d) => measure_writable_layer(d, OverlayXattrs::Trusted),
-                    None => Ok(WritableUsage::default()),
-                };
-                if let Ok(mut v) = results.lock() {
-                    v[i] = Some(r);
-                }
-            });
-        }
-    });
-    results
-        .into_inner()
-        .unwrap_or_default()
-        .into_iter()
-        .map(|r| r.unwrap_or_else(|| Ok(WritableUsage::default())))
-        .collect()
-}
-
-fn image_reports(store: &DockerStore, containers: &[ContainerReport], findings: &mut Findings) -> Vec<ImageReport> {
-    let mut out = Vec::new();
-    for img in store.images.values() {
-        let chain = crate::digest::chain_ids(&img.diff_ids);
-        let mut size = 0;
-        for id in &chain {
-            match store.layerdb.layers.get(id) {
-                Some(l) => size += l.size.unwrap_or(0),
-                None => findings.warn(
-                    "image_layer_missing",
-                    format!("image {} names layer {id}, which is not in the layer database", img.id),
-                    Some(&img.path),
-                ),
-            }
-        }
-        out.push(ImageReport {
-            id: img.id.clone(),
-            tags: store.tags.get(&img.id).cloned().unwrap_or_default(),
-            size_bytes: size,
-            containers: containers.iter().filter(|c| c.image.id == img.id).count() as u64,
-            layers: chain,
-        });
-    }
     out
 }
 
@@ -433,7 +405,8 @@ fn mount_report(m: &OverlayMount, store: Option<&DockerStore>, findings: &mut Fi
     }
 }
 
-fn host_name() -> String {
+/// This host's name (the kernel's, as `hostname` prints it), or empty when it cannot be read.
+pub fn host_name() -> String {
     let mut buf = [0u8; 256];
     let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
     if rc != 0 {

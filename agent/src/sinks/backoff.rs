@@ -21,7 +21,8 @@ impl Backoff {
 
     /// A schedule with other bounds.
     pub fn with_bounds(base: Duration, cap: Duration) -> Backoff {
-        let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64);
+        let seed =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64);
         Backoff { base, cap, attempt: 0, rng: seed | 1 }
     }
 

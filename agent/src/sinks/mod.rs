@@ -7,6 +7,8 @@
 //! When a queue is full the oldest events are dropped and counted.
 
 pub mod backoff;
+pub mod check;
+pub mod config;
 pub mod queue;
 pub mod transport;
 pub mod uri;
@@ -20,12 +22,12 @@ use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use transport::{Conn, TransportOptions};
 pub use transport::Fsync;
-pub use uri::{SinkKind, SinkUriError};
+use transport::{Conn, TransportOptions};
+pub use uri::SinkKind;
 
 /// One sink's settings.
-#[derive(Debug, Clone)]
+#[derive(Clone, PartialEq)]
 pub struct SinkConfig {
     /// Where it sends.
     pub kind: SinkKind,
@@ -56,6 +58,22 @@ impl SinkConfig {
             facility: wire::DEFAULT_FACILITY,
             timeout: Duration::from_secs(10),
         }
+    }
+}
+
+impl std::fmt::Debug for SinkConfig {
+    // Header values carry credentials: they never reach a log line, even at debug level.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let headers: Vec<&str> = self.headers.iter().map(|(k, _)| k.as_str()).collect();
+        f.debug_struct("SinkConfig")
+            .field("kind", &self.kind)
+            .field("queue_size", &self.queue_size)
+            .field("batch_size", &self.batch_size)
+            .field("headers", &headers)
+            .field("fsync", &self.fsync)
+            .field("facility", &self.facility)
+            .field("timeout", &self.timeout)
+            .finish()
     }
 }
 
@@ -295,7 +313,13 @@ impl Worker {
     }
 
     /// A connection failed: drop it, and put recently written stream events back in front of the batch.
-    fn broken(&self, conn: &mut Option<Conn>, in_flight: &mut Vec<Item>, recent: &mut VecDeque<(Instant, Item)>, why: String) {
+    fn broken(
+        &self,
+        conn: &mut Option<Conn>,
+        in_flight: &mut Vec<Item>,
+        recent: &mut VecDeque<(Instant, Item)>,
+        why: String,
+    ) {
         *conn = None;
         let replay: Vec<Item> = recent.drain(..).map(|(_, i)| i).collect();
         let resent = replay.len() + in_flight.len();

@@ -22,8 +22,8 @@ pub enum Fsync {
     Never,
 }
 
-/// Everything a transport needs besides the batch.
-#[derive(Debug, Clone)]
+/// Everything a transport needs besides the batch. Not `Debug`: it holds credentials.
+#[derive(Clone)]
 pub struct TransportOptions {
     /// Extra HTTP headers (auth tokens); never logged.
     pub headers: Vec<(String, String)>,
@@ -101,7 +101,9 @@ async fn open_file(path: PathBuf) -> io::Result<Conn> {
 }
 
 async fn timeout<F: std::future::Future>(t: Duration, f: F) -> io::Result<F::Output> {
-    tokio::time::timeout(t, f).await.map_err(|_| io::Error::new(io::ErrorKind::TimedOut, format!("no progress in {t:?}")))
+    tokio::time::timeout(t, f)
+        .await
+        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, format!("no progress in {t:?}")))
 }
 
 /// Whether a file sink's path no longer names the file it has open (renamed or removed by logrotate).
@@ -256,7 +258,10 @@ async fn http_post(authority: &str, path: &str, batch: &[Item], opts: &Transport
     while !head.windows(2).any(|w| w == b"\r\n") {
         let n = s.read(&mut buf).await?;
         if n == 0 {
-            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "collector closed the connection without an answer"));
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "collector closed the connection without an answer",
+            ));
         }
         head.extend_from_slice(&buf[..n]);
         if head.len() > 8192 {

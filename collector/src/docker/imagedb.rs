@@ -124,3 +124,17 @@ pub fn read_tags(path: &Path, findings: &mut Findings) -> BTreeMap<String, Vec<S
     }
     out
 }
+
+/// How many references (tags and digest references alike) `repositories.json` holds for each image id.
+/// Problems reading the file are left to [`read_tags`], which reports them; here they give an empty map.
+pub fn reference_counts(path: &Path) -> BTreeMap<String, usize> {
+    let mut out = BTreeMap::new();
+    let Ok(bytes) = fs::read(path) else { return out };
+    let Ok(parsed) = serde_json::from_slice::<RepositoriesFile>(&bytes) else { return out };
+    for refs in parsed.repositories.into_values() {
+        for id in refs.into_values() {
+            *out.entry(id).or_insert(0) += 1;
+        }
+    }
+    out
+}

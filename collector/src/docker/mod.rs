@@ -7,8 +7,11 @@
 //! (`/var/lib/docker`). Layer paths taken from the mount table are host paths.
 
 pub mod containers;
+pub mod image_usage;
 pub mod imagedb;
 pub mod layerdb;
+pub mod logs;
+pub mod orphans;
 
 use crate::finding::Findings;
 use containers::{read_container_config, ContainerConfig};

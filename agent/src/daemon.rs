@@ -1,0 +1,430 @@
+//! `ovlaudit run`: the service. One loop owns everything: it starts a scan on the interval or soon after the
+//! host changes (never two at once: the scan runs on a blocking thread and the loop waits for it), hands
+//! each scan's events to the sinks, tells systemd how it is doing, and answers signals.
+//!
+//! The watchdog pings come from this loop and only while no scan has been running longer than
+//! `scan_timeout`: a scan stuck in the kernel (a hung network filesystem under the data root) stops the
+//! pings, and systemd restarts the service. The same rule bounds `EXTEND_TIMEOUT_USEC` during a slow first
+//! scan, which would otherwise run into systemd's start timeout before `READY=1`.
+
+use crate::config::{self, Config, Overrides, Source};
+use crate::debounce::Debounce;
+use crate::events::{report_events, Sequencer};
+use crate::logging::LogControl;
+use crate::sinks::Sinks;
+use crate::systemd::{monotonic_usec, Notifier};
+use crate::units::human_bytes;
+use crate::watch::{Change, HostWatch};
+use collector::report::Report;
+use collector::{ScanError, Severity};
+use std::collections::{BTreeSet, HashSet};
+use std::time::Duration;
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::mpsc;
+use tokio::task::{JoinError, JoinHandle};
+use tokio::time::Instant;
+
+/// How long a stop waits for the scan in flight before abandoning it.
+const STOP_GRACE: Duration = Duration::from_secs(3);
+/// How long a stop waits for each sink to deliver and flush.
+const SINK_GRACE: Duration = Duration::from_secs(1);
+/// How often a running first scan asks systemd for more start time, and how much.
+const EXTEND_EVERY: Duration = Duration::from_secs(2);
+const EXTEND_BY: Duration = Duration::from_secs(10);
+
+/// Runs the service until SIGTERM or SIGINT.
+pub fn run(source: Source, overrides: Overrides) -> anyhow::Result<()> {
+    let config = config::load(&source, &overrides)?;
+    let log = crate::logging::init(&config.log_level);
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let result = rt.block_on(async move { Daemon::new(source, overrides, config, log).run().await });
+    // A scan abandoned at stop may still be blocked in the kernel; it must not hold the process.
+    rt.shutdown_timeout(Duration::from_millis(100));
+    result
+}
+
+type ScanResult = Result<Result<Report, ScanError>, JoinError>;
+
+struct Running {
+    handle: JoinHandle<Result<Report, ScanError>>,
+    started: Instant,
+    number: u64,
+    reason: String,
+}
+
+enum Wake {
+    Stop(&'static str),
+    Reload,
+    Changed(Change),
+    ScanDone(Box<ScanResult>),
+    Timer,
+}
+
+struct Daemon {
+    source: Source,
+    overrides: Overrides,
+    config: Config,
+    log: LogControl,
+    notifier: Notifier,
+    seq: Sequencer,
+    sinks: Option<Sinks>,
+    host_name: String,
+    watch: Option<HostWatch>,
+    changes_tx: mpsc::UnboundedSender<Change>,
+    changes: mpsc::UnboundedReceiver<Change>,
+    debounce: Debounce,
+    pending: BTreeSet<&'static str>,
+    scan: Option<Running>,
+    scans: u64,
+    ready: bool,
+    next_interval: Instant,
+    next_ping: Option<Instant>,
+    next_extend: Instant,
+    stuck_logged: bool,
+    /// Error findings of the last scan, so that only new ones are logged.
+    known_errors: HashSet<(String, Option<String>)>,
+}
+
+impl Daemon {
+    fn new(source: Source, overrides: Overrides, config: Config, log: LogControl) -> Daemon {
+        let (changes_tx, changes) = mpsc::unbounded_channel();
+        let notifier = Notifier::from_env();
+        let now = Instant::now();
+        Daemon {
+            seq: Sequencer::new(&config.root),
+            debounce: Debounce::new(config.settle, config.max_delay),
+            next_interval: now + config.interval,
+            next_ping: notifier.watchdog().map(|_| now),
+            next_extend: now + EXTEND_EVERY,
+            source,
+            overrides,
+            config,
+            log,
+            notifier,
+            sinks: None,
+            host_name: collector::scan::host_name(),
+            watch: None,
+            changes_tx,
+            changes,
+            pending: BTreeSet::new(),
+            scan: None,
+            scans: 0,
+            ready: false,
+            stuck_logged: false,
+            known_errors: HashSet::new(),
+        }
+    }
+
+    async fn run(mut self) -> anyhow::Result<()> {
+        let mut term = signal(SignalKind::terminate())?;
+        let mut int = signal(SignalKind::interrupt())?;
+        let mut hup = signal(SignalKind::hangup())?;
+        self.sinks = Some(Sinks::start(self.config.sinks.clone(), &self.host_name));
+        if self.config.watch {
+            self.watch = Some(HostWatch::start(&self.config, self.changes_tx.clone()));
+        }
+        tracing::info!(
+            "ovlaudit {} starting: {}; interval {}, sinks {}",
+            env!("CARGO_PKG_VERSION"),
+            self.describe_host(),
+            config::format_duration(self.config.interval),
+            self.sink_names(),
+        );
+        self.notifier.status("first scan running");
+        self.start_scan("start".to_owned());
+        loop {
+            let wake_at = self.next_wake();
+            let wake = tokio::select! {
+                _ = term.recv() => Wake::Stop("SIGTERM"),
+                _ = int.recv() => Wake::Stop("SIGINT"),
+                _ = hup.recv() => Wake::Reload,
+                Some(change) = self.changes.recv() => Wake::Changed(change),
+                res = wait_scan(&mut self.scan) => Wake::ScanDone(Box::new(res)),
+                _ = tokio::time::sleep_until(wake_at) => Wake::Timer,
+            };
+            match wake {
+                Wake::Stop(why) => {
+                    tracing::info!("{why}: stopping");
+                    break;
+                }
+                Wake::Reload => self.reload(),
+                Wake::Changed(change) => {
+                    tracing::debug!("{}", change.word());
+                    self.debounce.note(Instant::now().into_std());
+                    self.pending.insert(change.word());
+                }
+                Wake::ScanDone(res) => {
+                    if let Some(run) = self.scan.take() {
+                        self.finish_scan(run, *res);
+                    }
+                }
+                Wake::Timer => self.on_timer(),
+            }
+        }
+        self.shutdown().await;
+        Ok(())
+    }
+
+    fn next_wake(&self) -> Instant {
+        let mut at = Instant::now() + Duration::from_secs(86400);
+        if self.scan.is_none() {
+            at = at.min(self.next_interval);
+            if let Some(due) = self.debounce.due() {
+                at = at.min(Instant::from_std(due));
+            }
+        }
+        if let Some(ping) = self.next_ping {
+            at = at.min(ping);
+        }
+        if !self.ready && self.scan.is_some() {
+            at = at.min(self.next_extend);
+        }
+        at
+    }
+
+    fn on_timer(&mut self) {
+        let now = Instant::now();
+        if self.scan.is_none() {
+            if now >= self.next_interval {
+                self.start_scan("interval".to_owned());
+            } else if self.debounce.due().is_some_and(|due| Instant::from_std(due) <= now) {
+                let reason = self.pending.iter().copied().collect::<Vec<_>>().join(", ");
+                self.start_scan(reason);
+            }
+        }
+        let healthy = self.scan_is_healthy(now);
+        if let (Some(ping), Some(period)) = (self.next_ping, self.notifier.watchdog()) {
+            if now >= ping {
+                if healthy {
+                    self.notifier.notify("WATCHDOG=1");
+                }
+                self.next_ping = Some(now + period / 2);
+            }
+        }
+        if !self.ready && self.scan.is_some() && now >= self.next_extend {
+            if healthy {
+                self.notifier.notify(&format!("EXTEND_TIMEOUT_USEC={}", EXTEND_BY.as_micros()));
+            }
+            self.next_extend = now + EXTEND_EVERY;
+        }
+    }
+
+    /// False once the scan in flight has run longer than `scan_timeout`.
+    fn scan_is_healthy(&mut self, now: Instant) -> bool {
+        let Some(run) = &self.scan else {
+            return true;
+        };
+        let age = now - run.started;
+        if age <= self.config.scan_timeout {
+            return true;
+        }
+        if !self.stuck_logged {
+            tracing::error!(
+                "scan {} has been running for {} s, longer than scan_timeout ({}): it is stuck; \
+                 no more watchdog pings, so the service manager can restart the agent",
+                run.number,
+                age.as_secs(),
+                config::format_duration(self.config.scan_timeout),
+            );
+            self.notifier.status(&format!("scan {} stuck for {} s", run.number, age.as_secs()));
+            self.stuck_logged = true;
+        }
+        false
+    }
+
+    fn start_scan(&mut self, reason: String) {
+        let opts = self.config.scan_options();
+        self.scans += 1;
+        self.debounce.take(Instant::now().into_std());
+        self.pending.clear();
+        self.stuck_logged = false;
+        tracing::debug!("scan {} starting ({reason})", self.scans);
+        self.next_extend = Instant::now() + EXTEND_EVERY;
+        self.scan = Some(Running {
+            handle: tokio::task::spawn_blocking(move || collector::scan(&opts)),
+            started: Instant::now(),
+            number: self.scans,
+            reason,
+        });
+    }
+
+    fn finish_scan(&mut self, run: Running, res: ScanResult) {
+        let took = run.started.elapsed();
+        self.next_interval = Instant::now() + self.config.interval;
+        let status = match res {
+            Ok(Ok(report)) => {
+                self.log_new_errors(&report);
+                let stats = self.sinks.as_ref().map(Sinks::stats).unwrap_or_default();
+                let events = report_events(&report, &mut self.seq, &stats);
+                if let Some(sinks) = &self.sinks {
+                    sinks.publish(&events);
+                }
+                let line = summary(&report);
+                tracing::info!("scan {} ({}): {line}; {} ms", run.number, run.reason, took.as_millis());
+                for s in &stats {
+                    let level_warn = s.dropped > 0 || !s.connected && s.failures > 0;
+                    let msg = format!(
+                        "sink {}: sent {}, retried {}, dropped {}, queued {}{}",
+                        s.sink,
+                        s.sent,
+                        s.retried,
+                        s.dropped,
+                        s.queue_depth,
+                        s.last_error.as_deref().map(|e| format!(", last error: {e}")).unwrap_or_default()
+                    );
+                    if level_warn {
+                        tracing::warn!("{msg}");
+                    } else {
+                        tracing::info!("{msg}");
+                    }
+                }
+                format!("scan {} at {}: {line}", run.number, report.generated_at)
+            }
+            Ok(Err(e)) => {
+                tracing::error!("scan {} ({}) failed: {e}", run.number, run.reason);
+                format!("scan {} failed: {e}", run.number)
+            }
+            Err(e) => {
+                tracing::error!("scan {} ({}) did not complete: {e}", run.number, run.reason);
+                format!("scan {} did not complete: {e}", run.number)
+            }
+        };
+        if self.ready {
+            self.notifier.status(&status);
+        } else {
+            self.notifier.notify(&format!("READY=1\nSTATUS={}", status.replace('\n', " ")));
+            self.ready = true;
+        }
+        if let Some(w) = self.watch.as_mut() {
+            w.refresh();
+        }
+    }
+
+    fn log_new_errors(&mut self, report: &Report) {
+        let mut now = HashSet::new();
+        for f in report.findings.iter().filter(|f| f.severity == Severity::Error) {
+            let key = (f.code.clone(), f.path.clone());
+            if !self.known_errors.contains(&key) {
+                tracing::warn!("{}: {}", f.code, f.message);
+            }
+            now.insert(key);
+        }
+        self.known_errors = now;
+    }
+
+    fn reload(&mut self) {
+        tracing::info!("SIGHUP: reloading the configuration from {}", self.source);
+        // logrotate's postrotate sends SIGHUP: file sinks reopen their path whatever the new file says.
+        if let Some(sinks) = &self.sinks {
+            sinks.reopen();
+        }
+        let new = match config::load(&self.source, &self.overrides) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!("reload failed, keeping the running configuration: {e}");
+                self.notifier.status(&format!("reload failed, running on the previous configuration: {e}"));
+                return;
+            }
+        };
+        self.notifier.notify(&format!("RELOADING=1\nMONOTONIC_USEC={}", monotonic_usec()));
+        let old = std::mem::replace(&mut self.config, new);
+        if old.log_level != self.config.log_level {
+            self.log.set(&self.config.log_level);
+        }
+        if old.sinks != self.config.sinks {
+            if let Some(old_sinks) = self.sinks.take() {
+                tokio::spawn(old_sinks.shutdown(SINK_GRACE));
+            }
+            self.sinks = Some(Sinks::start(self.config.sinks.clone(), &self.host_name));
+        }
+        let host_changed = old.root != self.config.root
+            || old.proc_dir != self.config.proc_dir
+            || old.docker_root != self.config.docker_root;
+        if host_changed || old.watch != self.config.watch {
+            self.watch = None;
+            if self.config.watch {
+                self.watch = Some(HostWatch::start(&self.config, self.changes_tx.clone()));
+            }
+        }
+        self.debounce.retime(self.config.settle, self.config.max_delay);
+        // The new interval counts from the last scan, as the old one did.
+        self.next_interval = self.next_interval - old.interval + self.config.interval;
+        if host_changed {
+            self.debounce.note(Instant::now().into_std());
+            self.pending.insert("configuration reloaded");
+        }
+        tracing::info!(
+            "configuration reloaded: {}; interval {}, sinks {}",
+            self.describe_host(),
+            config::format_duration(self.config.interval),
+            self.sink_names(),
+        );
+        self.notifier.notify("READY=1\nSTATUS=configuration reloaded");
+    }
+
+    async fn shutdown(mut self) {
+        self.notifier.notify("STOPPING=1\nSTATUS=stopping");
+        self.watch = None;
+        if let Some(mut run) = self.scan.take() {
+            match tokio::time::timeout(STOP_GRACE, &mut run.handle).await {
+                Ok(res) => self.finish_scan(run, res),
+                Err(_) => tracing::warn!(
+                    "abandoning scan {} ({}), running for {} ms",
+                    run.number,
+                    run.reason,
+                    run.started.elapsed().as_millis()
+                ),
+            }
+        }
+        if let Some(sinks) = self.sinks.take() {
+            for (sink, left) in sinks.shutdown(SINK_GRACE).await {
+                if left > 0 {
+                    tracing::warn!("sink {sink}: {left} events not delivered at stop");
+                }
+            }
+        }
+        tracing::info!("stopped after {} scans", self.scans);
+    }
+
+    fn describe_host(&self) -> String {
+        let o = self.config.scan_options();
+        let mut s =
+            format!("docker root {}, mount table {}/1/mountinfo", o.docker_root.display(), o.proc_dir.display());
+        if o.root.as_os_str() != "/" {
+            s.push_str(&format!(", host at {}", o.root.display()));
+        }
+        if !self.config.watch {
+            s.push_str(", not watching for changes");
+        }
+        s
+    }
+
+    fn sink_names(&self) -> String {
+        self.config.sinks.iter().map(|s| s.kind.to_string()).collect::<Vec<_>>().join(", ")
+    }
+}
+
+async fn wait_scan(scan: &mut Option<Running>) -> ScanResult {
+    match scan {
+        Some(run) => (&mut run.handle).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// One line for the log and `STATUS=`: what the scan saw.
+fn summary(r: &Report) -> String {
+    let t = &r.totals;
+    let count = |s: &str| t.findings.get(s).copied().unwrap_or(0);
+    format!(
+        "{} containers ({} running), writable {}, {} images, {} overlay mounts ({} unowned), findings: {} error, {} warning, {} info",
+        t.containers,
+        t.containers_running,
+        human_bytes(t.writable_apparent_bytes),
+        t.images,
+        t.overlay_mounts,
+        t.unowned_mounts,
+        count("error"),
+        count("warning"),
+        count("info"),
+    )
+}

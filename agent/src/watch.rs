@@ -1,0 +1,178 @@
+//! Noticing that the host changed, cheaply, so the agent can scan soon after instead of waiting for its
+//! interval: the kernel's mount table (it raises `POLLPRI` on `<proc>/1/mountinfo` at every mount and
+//! unmount in that namespace) and Docker's container set (a directory appears in or leaves
+//! `<docker-root>/containers/` and `<docker-root>/image/overlay2/layerdb/mounts/`, watched with inotify).
+//!
+//! Both directories are watched without recursion on purpose: a running container writes its json-file log
+//! inside `containers/<id>/` all the time, and that is no reason to rescan. Only entries appearing,
+//! vanishing or being renamed count; opening or reading the directories (which the scan itself does) does
+//! not. A directory that does not exist yet (Docker installed after the agent) is picked up by
+//! [`HostWatch::refresh`] after a later scan.
+
+use crate::config::Config;
+use collector::scan::under_root;
+use notify::event::{EventKind, ModifyKind};
+use notify::{RecursiveMode, Watcher};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use tokio::io::unix::AsyncFd;
+use tokio::io::Interest;
+use tokio::sync::mpsc::UnboundedSender;
+use tokio::task::JoinHandle;
+
+/// What changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    /// Something was mounted or unmounted.
+    MountTable,
+    /// A container (or its writable layer record) appeared or vanished.
+    Containers,
+}
+
+impl Change {
+    /// A word for logs and `STATUS=`.
+    pub fn word(self) -> &'static str {
+        match self {
+            Change::MountTable => "mount table changed",
+            Change::Containers => "containers changed",
+        }
+    }
+}
+
+/// The running watches; dropping it stops them.
+pub struct HostWatch {
+    mounts: Option<JoinHandle<()>>,
+    inotify: Option<notify::RecommendedWatcher>,
+    /// Each directory to watch and the (device, inode) watched there, if any.
+    dirs: Vec<(PathBuf, Option<(u64, u64)>)>,
+}
+
+impl HostWatch {
+    /// Starts watching the host `config` describes; changes are sent to `tx`. Must run inside the runtime.
+    /// Problems (no proc filesystem, no inotify) are logged: the agent still scans on its interval.
+    pub fn start(config: &Config, tx: UnboundedSender<Change>) -> HostWatch {
+        let mountinfo = under_root(&config.root, &config.proc_dir).join("1/mountinfo");
+        let mounts = match watch_mount_table(&mountinfo, tx.clone()) {
+            Ok(task) => Some(task),
+            Err(e) => {
+                tracing::warn!("not watching {} for mounts: {e}; scanning on the interval only", mountinfo.display());
+                None
+            }
+        };
+        let inotify = notify::recommended_watcher(move |res: notify::Result<notify::Event>| match res {
+            Ok(event) if is_container_change(&event.kind) => {
+                let _ = tx.send(Change::Containers);
+            }
+            Ok(_) => {}
+            Err(e) => {
+                // An error from the backend (queue overflow among them) may hide a change: scan to be sure.
+                tracing::warn!("watching Docker's directories: {e}");
+                let _ = tx.send(Change::Containers);
+            }
+        });
+        let inotify = match inotify {
+            Ok(w) => Some(w),
+            Err(e) => {
+                tracing::warn!("cannot start inotify: {e}; containers are noticed on the interval only");
+                None
+            }
+        };
+        let docker_root = under_root(&config.root, &config.scan_options().docker_root);
+        let dirs =
+            vec![(docker_root.join("containers"), None), (docker_root.join("image/overlay2/layerdb/mounts"), None)];
+        let mut watch = HostWatch { mounts, inotify, dirs };
+        watch.refresh();
+        watch
+    }
+
+    /// (Re)attaches the directory watches whose directory appeared or was replaced since the last call.
+    pub fn refresh(&mut self) {
+        let Some(w) = self.inotify.as_mut() else {
+            return;
+        };
+        for (dir, watched) in &mut self.dirs {
+            let now = std::fs::metadata(&*dir).ok().filter(|m| m.is_dir()).map(|m| (m.dev(), m.ino()));
+            if now == *watched {
+                continue;
+            }
+            if watched.is_some() {
+                let _ = w.unwatch(dir);
+            }
+            *watched = None;
+            if now.is_none() {
+                tracing::debug!("{} does not exist (yet); not watching it", dir.display());
+                continue;
+            }
+            match w.watch(dir, RecursiveMode::NonRecursive) {
+                Ok(()) => {
+                    tracing::debug!("watching {}", dir.display());
+                    *watched = now;
+                }
+                Err(e) => {
+                    tracing::warn!("cannot watch {}: {e}; changes there are noticed on the interval", dir.display())
+                }
+            }
+        }
+    }
+}
+
+impl Drop for HostWatch {
+    fn drop(&mut self) {
+        if let Some(task) = self.mounts.take() {
+            task.abort();
+        }
+    }
+}
+
+fn is_container_change(kind: &EventKind) -> bool {
+    matches!(
+        kind,
+        EventKind::Create(_) | EventKind::Remove(_) | EventKind::Modify(ModifyKind::Name(_)) | EventKind::Other
+    )
+}
+
+/// `PROC_SUPER_MAGIC` from `<linux/magic.h>`.
+const PROC_SUPER_MAGIC: i64 = 0x9fa0;
+
+struct Fd(OwnedFd);
+
+impl AsRawFd for Fd {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        self.0.as_raw_fd()
+    }
+}
+
+fn watch_mount_table(path: &Path, tx: UnboundedSender<Change>) -> std::io::Result<JoinHandle<()>> {
+    use std::os::unix::fs::OpenOptionsExt;
+    // Non-blocking so that a path that is not procfs (a FIFO, say) can't hang the open.
+    let file = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK).open(path)?;
+    let fd = OwnedFd::from(file);
+    let mut fs: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: fstatfs fills the struct it is given from an open fd.
+    if unsafe { libc::fstatfs(fd.as_raw_fd(), &mut fs) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    #[allow(clippy::unnecessary_cast)] // f_type's type differs between architectures.
+    if fs.f_type as i64 != PROC_SUPER_MAGIC {
+        return Err(std::io::Error::other("not on a proc filesystem, which alone signals mount changes"));
+    }
+    // SAFETY: `Fd` owns the descriptor, never closes or replaces it, and always returns the same one.
+    let afd = unsafe { AsyncFd::register_with_interest(Fd(fd), Interest::PRIORITY) }.map_err(|e| e.into_parts().1)?;
+    Ok(tokio::spawn(async move {
+        loop {
+            match afd.ready(Interest::PRIORITY).await {
+                Ok(mut guard) => {
+                    guard.clear_ready();
+                    if tx.send(Change::MountTable).is_err() {
+                        return;
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!("waiting for mount table changes: {e}; scanning on the interval only");
+                    return;
+                }
+            }
+        }
+    }))
+}

@@ -1,0 +1,781 @@
+//! The parallel writable-layer walker behind [`crate::usage`]: every layer's directories are units of
+//! work shared by a small pool of threads, so many small layers and one huge layer both keep every core
+//! busy.
+//!
+//! Each worker walks depth-first with directory-relative syscalls only (`openat(O_NOFOLLOW)`,
+//! `getdents64` into one reused buffer, `statx(AT_SYMLINK_NOFOLLOW)`), so no path is ever resolved from
+//! the root and no symlink is ever followed, however deep or hostile the tree. A worker keeps at most
+//! [`OPEN_DIR_WINDOW`] directories open; deeper ancestors are closed and reopened through `..`, checked by
+//! (dev, ino) so a directory moved under the walk is never followed to wherever it went. When another
+//! worker is idle, a busy one opens one of its pending subdirectories and hands over the descriptor (never
+//! a path), so work moves between threads without a second lookup a container could race.
+//!
+//! Memory is bounded by the walk's depth, not the layer's size: a file is counted from the `statx` buffer
+//! and forgotten, names live in the `getdents64` buffer, the hard-link set holds only inodes with
+//! `nlink > 1`, and a top-files path is built only for a file larger than the current N-th largest.
+
+use crate::usage::{OverlayXattrs, TopFile, UsageError, WritableUsage};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashSet, VecDeque};
+use std::ffi::{CStr, CString};
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Condvar, Mutex};
+
+/// Directories one worker keeps open at once on the way down.
+pub const OPEN_DIR_WINDOW: usize = 48;
+const MAX_ERROR_SAMPLES: usize = 5;
+/// `getdents64` buffer per worker: big enough that a directory of a few hundred entries is one call.
+const DENTS_BUF: usize = 64 * 1024;
+/// Subtrees handed over at most per idle worker; each holds one open descriptor while queued.
+const HANDOFF_PER_IDLE: usize = 2;
+
+/// How to walk.
+#[derive(Debug, Clone, Copy)]
+pub struct WalkOptions {
+    /// Worker threads; 0 means one per CPU.
+    pub threads: usize,
+    /// Which xattr namespace holds the overlay's markers.
+    pub xattrs: OverlayXattrs,
+    /// Largest files to keep per layer (0: none).
+    pub top_files: usize,
+}
+
+/// A test hook: called with a directory's path relative to its layer right after the directory was listed
+/// and before any of its subdirectories is opened, so a test can change the tree at a known point.
+pub type AfterList<'a> = &'a (dyn Fn(usize, &[u8]) + Sync);
+
+/// Measures every layer in `upperdirs` (`None`: nothing to measure, an empty usage), sharing the work over
+/// the pool. Results come back in the same order.
+pub fn measure_layers(
+    upperdirs: &[Option<PathBuf>],
+    opts: WalkOptions,
+    after_list: Option<AfterList<'_>>,
+) -> Vec<Result<WritableUsage, UsageError>> {
+    let layers: Vec<Layer> = upperdirs.iter().map(|p| Layer::new(p.as_deref())).collect();
+    let threads =
+        if opts.threads == 0 { std::thread::available_parallelism().map_or(1, |n| n.get()) } else { opts.threads };
+    let pool = Pool {
+        queue: Mutex::new(Queue {
+            jobs: upperdirs
+                .iter()
+                .enumerate()
+                .filter(|(_, p)| p.is_some())
+                .map(|(layer, _)| Job { layer, dir: None })
+                .collect(),
+            active: 0,
+        }),
+        wake: Condvar::new(),
+        idle: AtomicUsize::new(0),
+        layers: &layers,
+        opts,
+        after_list,
+    };
+    let workers = threads.min(upperdirs.len()).max(1);
+    if workers == 1 {
+        pool.work();
+    } else {
+        std::thread::scope(|s| {
+            for _ in 0..workers {
+                s.spawn(|| pool.work());
+            }
+        });
+    }
+    layers.into_iter().map(Layer::finish).collect()
+}
+
+/// A subtree to walk: a layer root (opened by whoever takes it) or an open directory handed over.
+struct Job {
+    layer: usize,
+    dir: Option<Handoff>,
+}
+
+struct Handoff {
+    fd: OwnedFd,
+    dev: u64,
+    ino: u64,
+    /// Path below the layer root, `/`-separated, no leading slash.
+    path: Vec<u8>,
+}
+
+struct Queue {
+    jobs: VecDeque<Job>,
+    /// Workers running a job; the walk is over when none is and the queue is empty.
+    active: usize,
+}
+
+struct Pool<'a> {
+    queue: Mutex<Queue>,
+    wake: Condvar,
+    idle: AtomicUsize,
+    layers: &'a [Layer],
+    opts: WalkOptions,
+    after_list: Option<AfterList<'a>>,
+}
+
+/// One layer's shared state, merged into by every job that walks part of it.
+struct Layer {
+    upperdir: PathBuf,
+    root: Mutex<Option<RootId>>,
+    acc: Mutex<Acc>,
+    /// (dev, ino) of entries with `nlink > 1`, so each inode counts once across all workers.
+    seen: Mutex<HashSet<(u64, u64)>>,
+}
+
+#[derive(Clone, Copy)]
+struct RootId {
+    dev: u64,
+    mnt_id: u64,
+}
+
+#[derive(Default)]
+struct Acc {
+    usage: WritableUsage,
+    top: BinaryHeap<Reverse<TopEntry>>,
+    failed: Option<io::Error>,
+}
+
+#[derive(PartialEq, Eq, PartialOrd, Ord)]
+struct TopEntry {
+    apparent: u64,
+    // Ties broken by path so the list does not depend on which worker saw what first.
+    path: Reverse<Vec<u8>>,
+    allocated: u64,
+}
+
+impl Layer {
+    fn new(upperdir: Option<&Path>) -> Layer {
+        Layer {
+            upperdir: upperdir.map(Path::to_path_buf).unwrap_or_default(),
+            root: Mutex::new(None),
+            acc: Mutex::new(Acc::default()),
+            seen: Mutex::new(HashSet::new()),
+        }
+    }
+
+    fn finish(self) -> Result<WritableUsage, UsageError> {
+        let acc = self.acc.into_inner().unwrap_or_default();
+        if let Some(source) = acc.failed {
+            return Err(UsageError { path: self.upperdir, source });
+        }
+        let mut usage = acc.usage;
+        let mut top: Vec<TopEntry> = acc.top.into_iter().map(|Reverse(e)| e).collect();
+        top.sort_by(|a, b| b.cmp(a));
+        usage.top_files = top.into_iter().map(|e| TopFile::new(&e.path.0, e.apparent, e.allocated)).collect();
+        Ok(usage)
+    }
+}
+
+impl Pool<'_> {
+    fn work(&self) {
+        let mut buf = DentsBuf::new();
+        loop {
+            let Some(job) = self.next_job() else { return };
+            let layer = &self.layers[job.layer];
+            let mut walker = Walker {
+                pool: self,
+                layer,
+                layer_index: job.layer,
+                local: WritableUsage::default(),
+                top: BinaryHeap::new(),
+                samples: Vec::new(),
+                path: Vec::new(),
+                stack: Vec::new(),
+            };
+            walker.run(job, &mut buf);
+            walker.merge();
+            self.job_done();
+        }
+    }
+
+    fn next_job(&self) -> Option<Job> {
+        let mut q = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            if let Some(job) = q.jobs.pop_front() {
+                q.active += 1;
+                return Some(job);
+            }
+            if q.active == 0 {
+                self.wake.notify_all();
+                return None;
+            }
+            self.idle.fetch_add(1, Ordering::Relaxed);
+            q = self.wake.wait(q).unwrap_or_else(|p| p.into_inner());
+            self.idle.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
+    fn job_done(&self) {
+        let mut q = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+        q.active -= 1;
+        if q.active == 0 && q.jobs.is_empty() {
+            self.wake.notify_all();
+        }
+    }
+
+    /// Whether a worker waits for work and the queue has room for another handed-over subtree.
+    fn hungry(&self) -> bool {
+        let idle = self.idle.load(Ordering::Relaxed);
+        idle > 0 && self.queue.lock().is_ok_and(|q| q.jobs.len() < idle * HANDOFF_PER_IDLE)
+    }
+
+    fn hand_over(&self, job: Job) {
+        let mut q = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+        q.jobs.push_back(job);
+        self.wake.notify_one();
+    }
+}
+
+/// One directory on a worker's way down.
+struct Frame {
+    fd: Option<OwnedFd>,
+    dev: u64,
+    ino: u64,
+    /// Length of the walker's `path` while this directory is the current one.
+    path_len: usize,
+    /// Subdirectories still to visit: NUL-terminated names back to back, and where each starts.
+    names: Vec<u8>,
+    starts: Vec<u32>,
+}
+
+impl Frame {
+    fn pop_name(&mut self, out: &mut Vec<u8>) -> bool {
+        let Some(start) = self.starts.pop() else { return false };
+        out.clear();
+        out.extend_from_slice(&self.names[start as usize..]);
+        self.names.truncate(start as usize);
+        true
+    }
+}
+
+struct Walker<'p, 'a> {
+    pool: &'p Pool<'a>,
+    layer: &'p Layer,
+    layer_index: usize,
+    local: WritableUsage,
+    top: BinaryHeap<Reverse<TopEntry>>,
+    samples: Vec<String>,
+    /// The current directory's path below the layer root.
+    path: Vec<u8>,
+    stack: Vec<Frame>,
+}
+
+impl Walker<'_, '_> {
+    fn run(&mut self, job: Job, buf: &mut DentsBuf) {
+        let root_id = match job.dir {
+            Some(h) => {
+                self.path = h.path;
+                let root = self.layer.root.lock().map(|r| *r).unwrap_or(None);
+                let Some(root) = root else { return };
+                self.enter(h.fd, h.dev, h.ino, buf, root);
+                root
+            }
+            None => match self.open_root() {
+                Ok((fd, st, root)) => {
+                    self.local.allocated_bytes += blocks_bytes(&st);
+                    self.enter(fd, st.stx_dev(), st.stx_ino, buf, root);
+                    root
+                }
+                Err(e) => {
+                    if let Ok(mut acc) = self.layer.acc.lock() {
+                        acc.failed = Some(e);
+                    }
+                    return;
+                }
+            },
+        };
+        let mut name = Vec::with_capacity(256);
+        while let Some(top) = self.stack.last_mut() {
+            if !top.pop_name(&mut name) {
+                self.leave();
+                continue;
+            }
+            let parent = top.fd.as_ref().map_or(-1, AsRawFd::as_raw_fd);
+            let cname = CStr::from_bytes_with_nul(&name).unwrap_or(c"");
+            match open_dir_checked(parent, cname, root_id) {
+                Ok(Opened::Dir(fd, dev, ino)) => {
+                    self.push_path(cname.to_bytes());
+                    self.enter(fd, dev, ino, buf, root_id);
+                }
+                Ok(Opened::MountPoint) => self.local.mount_points += 1,
+                Err(e) => self.error(Some(cname.to_bytes()), &e),
+            }
+        }
+    }
+
+    fn open_root(&self) -> io::Result<(OwnedFd, Statx, RootId)> {
+        let c = CString::new(self.layer.upperdir.as_os_str().as_bytes())
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains a NUL byte"))?;
+        let fd = open_dir(libc::AT_FDCWD, &c)?;
+        let st = statx(fd.as_raw_fd(), c"", libc::AT_EMPTY_PATH)?;
+        let root = RootId { dev: st.stx_dev(), mnt_id: st.stx_mnt_id };
+        if let Ok(mut r) = self.layer.root.lock() {
+            *r = Some(root);
+        }
+        Ok((fd, st, root))
+    }
+
+    fn push_path(&mut self, name: &[u8]) {
+        if !self.path.is_empty() {
+            self.path.push(b'/');
+        }
+        self.path.extend_from_slice(name);
+    }
+
+    /// Pushes a directory that was just opened, counts its non-directory entries and leaves its
+    /// subdirectories pending on the new frame.
+    fn enter(&mut self, fd: OwnedFd, dev: u64, ino: u64, buf: &mut DentsBuf, root: RootId) {
+        let raw = fd.as_raw_fd();
+        self.stack.push(Frame {
+            fd: Some(fd),
+            dev,
+            ino,
+            path_len: self.path.len(),
+            names: Vec::new(),
+            starts: Vec::new(),
+        });
+        if let Err(e) = self.list(raw, buf, root) {
+            self.error(None, &e);
+        }
+        if let Some(hook) = self.pool.after_list {
+            hook(self.layer_index, &self.path);
+        }
+        // Beyond the job's first frame (kept open so a moved directory can be recovered from), open frames
+        // are a suffix of the stack; close the oldest once there are too many.
+        if self.stack.len() > OPEN_DIR_WINDOW {
+            let oldest = self.stack.len() - OPEN_DIR_WINDOW;
+            self.stack[oldest].fd = None;
+        }
+        if self.pool.hungry() {
+            self.share(root);
+        }
+    }
+
+    /// Hands the shallowest open pending subdirectory to an idle worker, as an open descriptor.
+    fn share(&mut self, root: RootId) {
+        let Some(i) = self.stack.iter().position(|f| f.fd.is_some() && !f.starts.is_empty()) else { return };
+        let mut name = Vec::new();
+        let frame = &mut self.stack[i];
+        frame.pop_name(&mut name);
+        let parent = frame.fd.as_ref().map_or(-1, AsRawFd::as_raw_fd);
+        let cname = CStr::from_bytes_with_nul(&name).unwrap_or(c"");
+        let mut path = self.path[..self.stack[i].path_len].to_vec();
+        if !path.is_empty() {
+            path.push(b'/');
+        }
+        path.extend_from_slice(cname.to_bytes());
+        match open_dir_checked(parent, cname, root) {
+            Ok(Opened::Dir(fd, dev, ino)) => {
+                let h = Handoff { fd, dev, ino, path };
+                self.pool.hand_over(Job { layer: self.layer_index, dir: Some(h) });
+            }
+            Ok(Opened::MountPoint) => self.local.mount_points += 1,
+            Err(e) => self.error_at(&path, &e),
+        }
+    }
+
+    /// Pops the finished top frame, reopening its parent through `..` if the parent had been closed.
+    fn leave(&mut self) {
+        let Some(done) = self.stack.pop() else { return };
+        let Some(parent) = self.stack.last_mut() else { return };
+        if parent.fd.is_none() {
+            let child = done.fd.as_ref().map_or(-1, AsRawFd::as_raw_fd);
+            let reopened = open_dir(child, c"..")
+                .and_then(|fd| statx(fd.as_raw_fd(), c"", libc::AT_EMPTY_PATH).map(|st| (fd, st)));
+            match reopened {
+                Ok((fd, st)) if st.stx_dev() == parent.dev && st.stx_ino == parent.ino => parent.fd = Some(fd),
+                _ => self.redescend(),
+            }
+        }
+        let top_len = self.stack.last().map_or(0, |f| f.path_len);
+        self.path.truncate(top_len);
+    }
+
+    /// The directory just left was moved while the walk was below it, so `..` leads elsewhere. The closed
+    /// frames are reopened from the nearest open ancestor (the job's first frame is never closed) by name,
+    /// each checked by (dev, ino); the frames from the first one that no longer matches are given up as one
+    /// error, and the walk goes on with what is still where it was.
+    fn redescend(&mut self) {
+        let top = self.stack.len() - 1;
+        let open = (0..top).rev().find(|&i| self.stack[i].fd.is_some()).unwrap_or(0);
+        let mut fd: Option<OwnedFd> = None;
+        let mut reached = open;
+        let mut cause = io::Error::other("it is not the same directory any more");
+        for i in open + 1..=top {
+            let parent = fd.as_ref().or(self.stack[i - 1].fd.as_ref()).map_or(-1, AsRawFd::as_raw_fd);
+            let start = self.stack[i - 1].path_len;
+            let seg = &self.path[start..self.stack[i].path_len];
+            let seg = seg.strip_prefix(b"/").unwrap_or(seg);
+            let Ok(name) = CString::new(seg) else { break };
+            match open_dir(parent, &name).and_then(|d| statx(d.as_raw_fd(), c"", libc::AT_EMPTY_PATH).map(|st| (d, st)))
+            {
+                Ok((d, st)) if st.stx_dev() == self.stack[i].dev && st.stx_ino == self.stack[i].ino => {
+                    fd = Some(d);
+                    reached = i;
+                }
+                Ok(_) => break,
+                Err(e) => {
+                    cause = e;
+                    break;
+                }
+            }
+        }
+        let lost_at = self.stack[reached].path_len;
+        self.path.truncate(self.stack.get(reached + 1).map_or(lost_at, |f| f.path_len));
+        if reached < top {
+            let what =
+                format!("directory moved or removed during the walk ({cause}); what was left below it is not counted");
+            self.error(None, &io::Error::other(what));
+        }
+        self.stack.truncate(reached + 1);
+        if let Some(d) = fd {
+            self.stack[reached].fd = Some(d);
+        }
+    }
+
+    fn list(&mut self, dirfd: RawFd, buf: &mut DentsBuf, root: RootId) -> io::Result<()> {
+        // The layer root is the upperdir itself, never a directory that replaced a lower one.
+        let is_root = self.stack.len() == 1 && self.path.is_empty();
+        let xattr_whiteouts = self.dir_xattrs(dirfd, !is_root);
+        loop {
+            let n = buf.fill(dirfd)?;
+            if n == 0 {
+                return Ok(());
+            }
+            // Entries are looked at in inode order rather than the directory's hash order: inodes made
+            // one after another sit next to each other in the inode table and in the kernel's caches, so
+            // this halves the cache misses of statx on a large directory.
+            buf.order.clear();
+            let mut off = 0;
+            while off < n {
+                let (ino, reclen) = buf.ino_at(off);
+                buf.order.push((ino, off as u32));
+                off += reclen;
+            }
+            buf.order.sort_unstable();
+            for i in 0..buf.order.len() {
+                let (name, _) = buf.entry(buf.order[i].1 as usize);
+                let bytes = name.to_bytes();
+                if bytes == b"." || bytes == b".." {
+                    continue;
+                }
+                match statx(dirfd, name, libc::AT_SYMLINK_NOFOLLOW) {
+                    Ok(st) => self.count(dirfd, name, &st, root, xattr_whiteouts),
+                    Err(e) => self.error(Some(bytes), &e),
+                }
+            }
+        }
+    }
+
+    /// Counts one entry of the directory on top of the stack.
+    fn count(&mut self, dirfd: RawFd, name: &CStr, st: &Statx, root: RootId, xattr_whiteouts: bool) {
+        let kind = u32::from(st.stx_mode) & libc::S_IFMT;
+        if is_mount_point(st, root) {
+            // Something is mounted here: another filesystem, or a bind mount of this one. Not crossed,
+            // not counted (what stat says here is the mounted object, not the layer's).
+            self.local.mount_points += 1;
+            return;
+        }
+        let u = &mut self.local;
+        let size = st.stx_size;
+        let blocks = blocks_bytes(st);
+        match kind {
+            libc::S_IFDIR => {
+                u.dirs += 1;
+                u.allocated_bytes += blocks;
+                let top = self.stack.last_mut().expect("count runs inside a listed directory");
+                top.starts.push(top.names.len() as u32);
+                top.names.extend_from_slice(name.to_bytes_with_nul());
+                return;
+            }
+            libc::S_IFREG => {
+                if size == 0 && xattr_whiteouts && self.has_xattr(dirfd, name, self.pool.opts.xattrs.whiteout()) {
+                    self.local.whiteouts += 1;
+                } else {
+                    self.local.files += 1;
+                    // A metacopy file holds only metadata: its data is still in a lower layer, so it has
+                    // a size but no blocks. Only such files are worth the extra look-up.
+                    if size > 0 && st.stx_blocks == 0 && self.has_xattr(dirfd, name, self.pool.opts.xattrs.metacopy()) {
+                        self.local.metacopy_files += 1;
+                    }
+                }
+            }
+            libc::S_IFLNK => u.symlinks += 1,
+            libc::S_IFCHR if st.stx_rdev_major == 0 && st.stx_rdev_minor == 0 => u.whiteouts += 1,
+            _ => u.other += 1,
+        }
+        if st.stx_nlink > 1 {
+            let first = self.layer.seen.lock().map_or(true, |mut s| s.insert((st.stx_dev(), st.stx_ino)));
+            if !first {
+                return;
+            }
+        }
+        self.local.apparent_bytes += size;
+        self.local.allocated_bytes += blocks;
+        if kind == libc::S_IFREG && size > 0 {
+            self.offer_top(name.to_bytes(), size, blocks);
+        }
+    }
+
+    fn offer_top(&mut self, name: &[u8], apparent: u64, allocated: u64) {
+        let n = self.pool.opts.top_files;
+        if n == 0 {
+            return;
+        }
+        if self.top.len() >= n && self.top.peek().is_some_and(|Reverse(min)| apparent <= min.apparent) {
+            return;
+        }
+        let mut path = Vec::with_capacity(self.path.len() + name.len() + 1);
+        path.extend_from_slice(&self.path);
+        if !path.is_empty() {
+            path.push(b'/');
+        }
+        path.extend_from_slice(name);
+        self.top.push(Reverse(TopEntry { apparent, path: Reverse(path), allocated }));
+        if self.top.len() > n {
+            self.top.pop();
+        }
+    }
+
+    /// Reads a directory's overlay markers with one `flistxattr`: opaque (`opaque=y`) is counted, and a
+    /// directory marked as holding xattr whiteouts (`opaque=x` since kernel 6.8, a `whiteouts` xattr on
+    /// 6.7) is reported so that only its empty files are looked at. Most directories carry no overlay
+    /// xattr at all, so this is one system call per directory.
+    fn dir_xattrs(&mut self, fd: RawFd, count_opaque: bool) -> bool {
+        let x = self.pool.opts.xattrs;
+        let mut names = [0u8; 1024];
+        let n = unsafe { libc::flistxattr(fd, names.as_mut_ptr().cast(), names.len()) };
+        let (has_opaque, has_whiteouts) = if n >= 0 {
+            let list = &names[..n as usize];
+            let has = |want: &CStr| list.split(|&b| b == 0).any(|a| a == want.to_bytes());
+            (has(x.opaque()), has(x.whiteouts()))
+        } else {
+            // Too many names for the buffer (or no xattr support): ask for the two that matter.
+            (true, unsafe { libc::fgetxattr(fd, x.whiteouts().as_ptr(), std::ptr::null_mut(), 0) >= 0 })
+        };
+        let mut marker = 0u8;
+        if has_opaque {
+            let mut v = [0u8; 1];
+            let got = unsafe { libc::fgetxattr(fd, x.opaque().as_ptr(), v.as_mut_ptr().cast(), 1) };
+            if got == 1 {
+                marker = v[0];
+            }
+        }
+        if count_opaque && marker == b'y' {
+            self.local.opaque_dirs += 1;
+        }
+        has_whiteouts || marker == b'x'
+    }
+
+    fn has_xattr(&self, dirfd: RawFd, name: &CStr, attr: &CStr) -> bool {
+        xattr_present_at(dirfd, name, attr)
+    }
+
+    fn error(&mut self, name: Option<&[u8]>, e: &io::Error) {
+        let mut p = self.path.clone();
+        if let Some(n) = name {
+            if !p.is_empty() {
+                p.push(b'/');
+            }
+            p.extend_from_slice(n);
+        }
+        self.error_at(&p, e);
+    }
+
+    fn error_at(&mut self, rel: &[u8], e: &io::Error) {
+        self.local.errors += 1;
+        if self.samples.len() < MAX_ERROR_SAMPLES {
+            let mut p = self.layer.upperdir.clone();
+            if !rel.is_empty() {
+                p.push(std::ffi::OsStr::from_bytes(rel));
+            }
+            self.samples.push(format!("{}: {e}", p.to_string_lossy()));
+        }
+    }
+
+    fn merge(self) {
+        let Ok(mut acc) = self.layer.acc.lock() else { return };
+        let u = &mut acc.usage;
+        let l = self.local;
+        u.apparent_bytes += l.apparent_bytes;
+        u.allocated_bytes += l.allocated_bytes;
+        u.files += l.files;
+        u.dirs += l.dirs;
+        u.symlinks += l.symlinks;
+        u.whiteouts += l.whiteouts;
+        u.opaque_dirs += l.opaque_dirs;
+        u.metacopy_files += l.metacopy_files;
+        u.other += l.other;
+        u.errors += l.errors;
+        u.mount_points += l.mount_points;
+        for s in self.samples {
+            if u.error_samples.len() < MAX_ERROR_SAMPLES {
+                u.error_samples.push(s);
+            }
+        }
+        let n = self.pool.opts.top_files;
+        for e in self.top {
+            acc.top.push(e);
+            if acc.top.len() > n {
+                acc.top.pop();
+            }
+        }
+    }
+}
+
+fn is_mount_point(st: &Statx, root: RootId) -> bool {
+    let mount_root = u64::from(libc::STATX_ATTR_MOUNT_ROOT as u32);
+    (st.stx_attributes_mask & mount_root != 0 && st.stx_attributes & mount_root != 0)
+        || (st.stx_mask & libc::STATX_MNT_ID != 0 && st.stx_mnt_id != root.mnt_id)
+        || st.stx_dev() != root.dev
+}
+
+enum Opened {
+    /// The open directory and its (dev, ino).
+    Dir(OwnedFd, u64, u64),
+    MountPoint,
+}
+
+/// Opens a listed subdirectory and checks it is still a directory on the layer's own mount.
+fn open_dir_checked(parent: RawFd, name: &CStr, root: RootId) -> io::Result<Opened> {
+    let fd = open_dir(parent, name)?;
+    let st = statx(fd.as_raw_fd(), c"", libc::AT_EMPTY_PATH)?;
+    if is_mount_point(&st, root) {
+        // Became a mount point after it was listed.
+        return Ok(Opened::MountPoint);
+    }
+    Ok(Opened::Dir(fd, st.stx_dev(), st.stx_ino))
+}
+
+type Statx = libc::statx;
+
+trait StatxExt {
+    fn stx_dev(&self) -> u64;
+}
+
+impl StatxExt for Statx {
+    fn stx_dev(&self) -> u64 {
+        libc::makedev(self.stx_dev_major, self.stx_dev_minor)
+    }
+}
+
+fn blocks_bytes(st: &Statx) -> u64 {
+    st.stx_blocks.saturating_mul(512)
+}
+
+fn open_dir(dirfd: RawFd, name: &CStr) -> io::Result<OwnedFd> {
+    let fd = unsafe {
+        libc::openat(
+            dirfd,
+            name.as_ptr(),
+            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NOCTTY,
+        )
+    };
+    if fd < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    }
+}
+
+const STATX_WANTED: u32 = libc::STATX_TYPE
+    | libc::STATX_MODE
+    | libc::STATX_NLINK
+    | libc::STATX_INO
+    | libc::STATX_SIZE
+    | libc::STATX_BLOCKS
+    | libc::STATX_MNT_ID;
+
+fn statx(dirfd: RawFd, name: &CStr, flags: libc::c_int) -> io::Result<Statx> {
+    let mut st = std::mem::MaybeUninit::<Statx>::uninit();
+    let rc = unsafe { libc::statx(dirfd, name.as_ptr(), flags, STATX_WANTED, st.as_mut_ptr()) };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(unsafe { st.assume_init() })
+}
+
+/// Whether the entry `name` in `dirfd` carries the xattr `attr`, without following a symlink and without
+/// opening the entry: `getxattrat(2)` (kernel 6.13+), else `lgetxattr` through the directory's
+/// `/proc/self/fd` link.
+fn xattr_present_at(dirfd: RawFd, name: &CStr, attr: &CStr) -> bool {
+    #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+    {
+        const SYS_GETXATTRAT: libc::c_long = 464;
+        #[repr(C)]
+        struct XattrArgs {
+            value: u64,
+            size: u32,
+            flags: u32,
+        }
+        let mut args = XattrArgs { value: 0, size: 0, flags: 0 };
+        let rc = unsafe {
+            libc::syscall(
+                SYS_GETXATTRAT,
+                dirfd,
+                name.as_ptr(),
+                libc::AT_SYMLINK_NOFOLLOW as libc::c_uint,
+                attr.as_ptr(),
+                &mut args as *mut XattrArgs,
+                std::mem::size_of::<XattrArgs>(),
+            )
+        };
+        if rc >= 0 {
+            return true;
+        }
+        if io::Error::last_os_error().raw_os_error() != Some(libc::ENOSYS) {
+            return false;
+        }
+    }
+    let mut p = format!("/proc/self/fd/{dirfd}/").into_bytes();
+    p.extend_from_slice(name.to_bytes());
+    let Ok(p) = CString::new(p) else { return false };
+    unsafe { libc::lgetxattr(p.as_ptr(), attr.as_ptr(), std::ptr::null_mut(), 0) >= 0 }
+}
+
+/// One worker's `getdents64` buffer, reused for every directory it lists.
+struct DentsBuf {
+    buf: Vec<u64>,
+    /// (inode, offset) of the entries in `buf`, to visit them in inode order.
+    order: Vec<(u64, u32)>,
+}
+
+impl DentsBuf {
+    fn new() -> DentsBuf {
+        // u64 elements keep every record 8-byte aligned, as the kernel lays them out.
+        DentsBuf { buf: vec![0u64; DENTS_BUF / 8], order: Vec::with_capacity(DENTS_BUF / 24) }
+    }
+
+    fn fill(&mut self, dirfd: RawFd) -> io::Result<usize> {
+        let n = unsafe { libc::syscall(libc::SYS_getdents64, dirfd, self.buf.as_mut_ptr(), DENTS_BUF) };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(n as usize)
+    }
+
+    /// The inode number and record length of the entry at byte `off`.
+    fn ino_at(&self, off: usize) -> (u64, usize) {
+        let bytes = self.bytes();
+        let ino = u64::from_ne_bytes(bytes[off..off + 8].try_into().unwrap_or([0; 8]));
+        let reclen = u16::from_ne_bytes([bytes[off + 16], bytes[off + 17]]) as usize;
+        (ino, reclen.max(1))
+    }
+
+    fn bytes(&self) -> &[u8] {
+        // SAFETY: the Vec<u64> owns DENTS_BUF initialised bytes.
+        unsafe { std::slice::from_raw_parts(self.buf.as_ptr().cast::<u8>(), DENTS_BUF) }
+    }
+
+    /// The entry at byte `off`: its name and record length. `linux_dirent64` is
+    /// `{ u64 d_ino; i64 d_off; u16 d_reclen; u8 d_type; char d_name[]; }`.
+    fn entry(&self, off: usize) -> (&CStr, usize) {
+        let bytes = self.bytes();
+        let reclen = u16::from_ne_bytes([bytes[off + 16], bytes[off + 17]]) as usize;
+        let name = CStr::from_bytes_until_nul(&bytes[off + 19..off + reclen]).unwrap_or(c"");
+        (name, reclen.max(1))
+    }
+}
