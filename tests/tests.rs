@@ -7,5 +7,6 @@ mod harness_smoke;
 mod lab;
 mod report_cli;
 mod report_docker;
+mod report_podman;
 mod storage_audit;
 mod walk_safety;

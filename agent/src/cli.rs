@@ -67,6 +67,15 @@ pub struct HostArgs {
     /// Docker's data root, as the host names it [default: /var/lib/docker].
     #[arg(long, value_name = "DIR")]
     pub docker_root: Option<PathBuf>,
+    /// A containers-storage root (Podman, CRI-O), as the host names it; repeat for several. Replaces the
+    /// defaults: /var/lib/containers/storage and the rootless stores under /root and /home/*, where they
+    /// exist.
+    #[arg(long, value_name = "DIR")]
+    pub podman_root: Vec<PathBuf>,
+    /// A containerd root, as the host names it; repeat for several. Replaces the defaults:
+    /// /var/lib/containerd and <docker-root>/containerd/daemon, where they exist.
+    #[arg(long, value_name = "DIR")]
+    pub containerd_root: Vec<PathBuf>,
     /// The host's proc filesystem, as the host names it.
     #[arg(long = "proc", value_name = "DIR", default_value = "/proc")]
     pub proc_dir: PathBuf,
@@ -112,6 +121,8 @@ impl HostArgs {
             docker_root: self.docker_root.clone().unwrap_or_else(|| PathBuf::from("/var/lib/docker")),
             threads,
             top_files,
+            podman_roots: (!self.podman_root.is_empty()).then(|| self.podman_root.clone()),
+            containerd_roots: (!self.containerd_root.is_empty()).then(|| self.containerd_root.clone()),
             ..ScanOptions::default()
         }
     }
