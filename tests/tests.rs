@@ -7,6 +7,7 @@ mod harness_smoke;
 mod lab;
 mod report_cli;
 mod report_docker;
+mod report_engines;
 mod report_podman;
 mod storage_audit;
 mod walk_safety;

@@ -83,6 +83,7 @@ pub fn scan(opts: &ScanOptions) -> Result<Report, ScanError> {
     let table = read_mount_table(&under_root(&opts.root, &opts.proc_dir), &mut findings);
     let overlays: Vec<OverlayMount> = table.as_ref().map(|t| t.overlays(&mut findings)).unwrap_or_default();
 
+    let others = crate::engine::open_engines(opts, &mut findings)?;
     let root = DockerRoot { path: under_root(&opts.root, &opts.docker_root), host_path: opts.docker_root.clone() };
     let store = match DockerStore::open(root, &mut findings) {
         Ok(s) => Some(s),
@@ -94,10 +95,15 @@ pub fn scan(opts: &ScanOptions) -> Result<Report, ScanError> {
             );
             None
         }
+        // Docker 29 keeps its images in containerd: the default root then holds no overlay2 store, and
+        // the containerd store found elsewhere is the one to audit.
+        Err(e @ StoreError::NotOverlay2 { .. }) if !opts.docker_root_required && !others.is_empty() => {
+            findings.info("docker_root_not_overlay2", e.to_string(), Some(&opts.docker_root));
+            None
+        }
         Err(e) => return Err(e.into()),
     };
 
-    let others = crate::engine::open_engines(opts, &mut findings)?;
     let mut engines: Vec<&dyn Engine> = Vec::new();
     if let Some(s) = &store {
         engines.push(s);

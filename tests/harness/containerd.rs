@@ -73,6 +73,11 @@ impl Containerd {
         }
     }
 
+    /// The temp dir holding everything.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     /// The root (`root` in its config).
     pub fn root(&self) -> PathBuf {
         self.dir.join("root")
