@@ -10,6 +10,8 @@ mod harness_smoke;
 mod lab;
 mod report_cli;
 mod report_docker;
+mod report_engines;
+mod report_podman;
 mod run_cli;
 mod run_docker;
 mod shipping;

@@ -78,6 +78,14 @@ pub struct RunArgs {
     /// Docker's data root, as the host names it [default: /var/lib/docker].
     #[arg(long, value_name = "DIR")]
     pub docker_root: Option<PathBuf>,
+    /// A containers-storage root (Podman, CRI-O); repeat for several. Replaces the file's podman_roots
+    /// [default: those of /var/lib/containers/storage and the rootless stores that exist].
+    #[arg(long = "podman-root", value_name = "DIR")]
+    pub podman_roots: Vec<PathBuf>,
+    /// A containerd root; repeat for several. Replaces the file's containerd_roots [default: those of
+    /// /var/lib/containerd and <docker-root>/containerd/daemon that exist].
+    #[arg(long = "containerd-root", value_name = "DIR")]
+    pub containerd_roots: Vec<PathBuf>,
     /// The host's proc filesystem, as the host names it [default: /proc].
     #[arg(long = "proc", value_name = "DIR")]
     pub proc_dir: Option<PathBuf>,
@@ -104,6 +112,8 @@ impl RunArgs {
             interval: self.interval,
             sinks: self.sinks.clone(),
             docker_root: self.docker_root.clone(),
+            podman_roots: self.podman_roots.clone(),
+            containerd_roots: self.containerd_roots.clone(),
             proc_dir: self.proc_dir.clone(),
             root: self.root.clone(),
             threads: self.threads,
@@ -146,6 +156,15 @@ pub struct HostArgs {
     /// Docker's data root, as the host names it [default: /var/lib/docker].
     #[arg(long, value_name = "DIR")]
     pub docker_root: Option<PathBuf>,
+    /// A containers-storage root (Podman, CRI-O), as the host names it; repeat for several. Replaces the
+    /// defaults: /var/lib/containers/storage and the rootless stores under /root and /home/*, where they
+    /// exist.
+    #[arg(long, value_name = "DIR")]
+    pub podman_root: Vec<PathBuf>,
+    /// A containerd root, as the host names it; repeat for several. Replaces the defaults:
+    /// /var/lib/containerd and <docker-root>/containerd/daemon, where they exist.
+    #[arg(long, value_name = "DIR")]
+    pub containerd_root: Vec<PathBuf>,
     /// The host's proc filesystem, as the host names it.
     #[arg(long = "proc", value_name = "DIR", default_value = "/proc")]
     pub proc_dir: PathBuf,
@@ -191,6 +210,8 @@ impl HostArgs {
             docker_root: self.docker_root.clone().unwrap_or_else(|| PathBuf::from("/var/lib/docker")),
             threads,
             top_files,
+            podman_roots: (!self.podman_root.is_empty()).then(|| self.podman_root.clone()),
+            containerd_roots: (!self.containerd_root.is_empty()).then(|| self.containerd_root.clone()),
             ..ScanOptions::default()
         }
     }

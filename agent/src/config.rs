@@ -31,6 +31,10 @@ pub struct Config {
     /// Docker's data root as the host names it; `None` means `/var/lib/docker`, and then a host without
     /// Docker is only noted, not an error.
     pub docker_root: Option<PathBuf>,
+    /// containers-storage roots (Podman, CRI-O); `None`: the defaults that exist.
+    pub podman_roots: Option<Vec<PathBuf>>,
+    /// containerd roots; `None`: the defaults that exist.
+    pub containerd_roots: Option<Vec<PathBuf>>,
     /// Writable layers walked at once; 0 = one per CPU.
     pub threads: usize,
     /// `error`, `warn`, `info`, `debug`, `trace` or `off`.
@@ -58,6 +62,8 @@ impl Default for Config {
             root: PathBuf::from("/"),
             proc_dir: PathBuf::from("/proc"),
             docker_root: None,
+            podman_roots: None,
+            containerd_roots: None,
             threads: 0,
             log_level: "info".to_owned(),
             sinks: vec![SinkConfig::new(SinkKind::Stdout)],
@@ -79,6 +85,8 @@ impl Config {
             proc_dir: self.proc_dir.clone(),
             docker_root_required: self.docker_root.is_some(),
             docker_root: self.docker_root.clone().unwrap_or_else(|| PathBuf::from("/var/lib/docker")),
+            podman_roots: self.podman_roots.clone(),
+            containerd_roots: self.containerd_roots.clone(),
             threads: self.threads,
             orphan_min_age: self.orphan_min_age,
             top_files: self.top_files,
@@ -89,6 +97,12 @@ impl Config {
     pub fn to_toml(&self) -> String {
         let path = |p: &Path| toml_string(&p.to_string_lossy());
         // Left unset, the default root may be absent (only noted); written out, it would become required.
+        let roots = |key: &str, v: &Option<Vec<PathBuf>>| match v {
+            Some(list) => format!("{key} = [{}]\n", list.iter().map(|p| path(p)).collect::<Vec<_>>().join(", ")),
+            None => String::new(),
+        };
+        let other_roots =
+            roots("podman_roots", &self.podman_roots) + &roots("containerd_roots", &self.containerd_roots);
         let docker_root = match &self.docker_root {
             Some(p) => format!("docker_root = {}", path(p)),
             None => "# docker_root = \"/var/lib/docker\"  (not set: a host without Docker is only noted)".to_owned(),
@@ -108,7 +122,8 @@ impl Config {
             toml_string(&format_duration(self.scan_timeout)),
             toml_string(&format_duration(self.orphan_min_age)),
             self.top_files,
-        ) + &self.sinks.iter().map(sink_toml).collect::<String>()
+        ) + &other_roots
+            + &self.sinks.iter().map(sink_toml).collect::<String>()
     }
 }
 
@@ -142,6 +157,10 @@ pub struct Overrides {
     pub sinks: Vec<SinkConfig>,
     /// `--docker-root`.
     pub docker_root: Option<PathBuf>,
+    /// `--podman-root`, repeated; replaces the file's list when given.
+    pub podman_roots: Vec<PathBuf>,
+    /// `--containerd-root`, repeated; replaces the file's list when given.
+    pub containerd_roots: Vec<PathBuf>,
     /// `--proc`.
     pub proc_dir: Option<PathBuf>,
     /// `--root`.
@@ -231,6 +250,8 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         root: file.root.map_or(d.root, |v| v.0),
         proc_dir: file.proc.map_or(d.proc_dir, |v| v.0),
         docker_root: file.docker_root.map(|v| v.0),
+        podman_roots: file.podman_roots.map(|v| v.into_iter().map(|p| p.0).collect()),
+        containerd_roots: file.containerd_roots.map(|v| v.into_iter().map(|p| p.0).collect()),
         threads: file.threads.unwrap_or(d.threads),
         log_level: file.log_level.map_or(d.log_level, |v| v.0),
         sinks: match (file.sinks, file.sink) {
@@ -268,6 +289,14 @@ fn apply(config: &mut Config, o: &Overrides) -> Result<(), ConfigError> {
     if let Some(p) = &o.docker_root {
         config.docker_root = Some(absolute("--docker-root", p)?);
     }
+    if !o.podman_roots.is_empty() {
+        config.podman_roots =
+            Some(o.podman_roots.iter().map(|p| absolute("--podman-root", p)).collect::<Result<_, _>>()?);
+    }
+    if !o.containerd_roots.is_empty() {
+        config.containerd_roots =
+            Some(o.containerd_roots.iter().map(|p| absolute("--containerd-root", p)).collect::<Result<_, _>>()?);
+    }
     if let Some(p) = &o.proc_dir {
         config.proc_dir = absolute("--proc", p)?;
     }
@@ -291,6 +320,8 @@ struct File {
     root: Option<AbsolutePath>,
     proc: Option<AbsolutePath>,
     docker_root: Option<AbsolutePath>,
+    podman_roots: Option<Vec<AbsolutePath>>,
+    containerd_roots: Option<Vec<AbsolutePath>>,
     threads: Option<usize>,
     log_level: Option<LogLevel>,
     sinks: Option<Vec<SinkUri>>,

@@ -83,7 +83,7 @@ fn report(args: &ReportArgs) -> anyhow::Result<()> {
     let mut opts = args.host.scan_options(args.threads, args.top);
     opts.orphan_min_age = std::time::Duration::from_secs(args.orphan_min_age);
     let report = collector::scan(&opts)?;
-    if !report.sources.docker_found {
+    if !report.sources.docker_found && report.sources.engines.is_empty() {
         eprintln!(
             "ovlaudit: no Docker storage found: looked for {}/overlay2 and {}/image/overlay2{}; \
              listing overlay mounts from {} only. Pass --docker-root DIR if Docker keeps its data elsewhere.",

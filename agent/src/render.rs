@@ -72,8 +72,29 @@ fn containers(out: &mut impl Write, r: &Report, exact: bool) -> io::Result<()> {
             if c.mount.is_some() { "yes".into() } else { "no".into() },
         ]);
     }
+    // On a host with more than Docker, say which engine (and containerd namespace) owns each container.
+    let multi_engine = r.containers.iter().any(|c| c.runtime != "docker" || c.namespace.is_some());
     if r.containers.is_empty() {
         writeln!(out, "No containers found in {}.", safe(&r.sources.docker_root))?;
+    } else if multi_engine {
+        let rows: Vec<[String; 12]> = rows
+            .iter()
+            .enumerate()
+            .map(|(i, row)| {
+                let engine = match i {
+                    0 => "ENGINE".to_owned(),
+                    _ => {
+                        let c = &r.containers[i - 1];
+                        match &c.namespace {
+                            Some(ns) => format!("{}/{}", c.runtime, safe(ns)),
+                            None => c.runtime.clone(),
+                        }
+                    }
+                };
+                std::array::from_fn(|j| if j == 0 { engine.clone() } else { row[j - 1].clone() })
+            })
+            .collect();
+        write_rows(out, &rows, &[5, 6, 7, 8, 9, 10])?;
     } else {
         write_rows(out, &rows, &[4, 5, 6, 7, 8, 9])?;
     }

@@ -104,7 +104,12 @@ pub fn images(out: &mut impl Write, r: &Report, exact: bool) -> io::Result<()> {
             size(i.unique_bytes),
             i.containers.to_string(),
             i.layers.len().to_string(),
-            note.to_owned(),
+            match (i.runtime.as_str(), &i.namespace) {
+                // Docker's images carry no engine note, so a Docker-only host reads as before.
+                ("docker" | "", None) => note.to_owned(),
+                (rt, Some(ns)) => format!("{rt}/{} {note}", safe(ns)).trim_end().to_owned(),
+                (rt, None) => format!("{rt} {note}").trim_end().to_owned(),
+            },
         ]);
     }
     write_rows(out, &rows, &[2, 3, 4, 5, 6])

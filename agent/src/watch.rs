@@ -8,6 +8,10 @@
 //! vanishing or being renamed count; opening or reading the directories (which the scan itself does) does
 //! not. A directory that does not exist yet (Docker installed after the agent) is picked up by
 //! [`HostWatch::refresh`] after a later scan.
+//!
+//! The other engines' stores are watched the same way: containers-storage's `overlay-containers/` (Podman
+//! rewrites `containers.json` by rename) and containerd's `io.containerd.metadata.v1.bolt/`, where writes
+//! to `meta.db` count, since containerd updates its database in place.
 
 use crate::config::Config;
 use collector::scan::under_root;
@@ -61,7 +65,7 @@ impl HostWatch {
             }
         };
         let inotify = notify::recommended_watcher(move |res: notify::Result<notify::Event>| match res {
-            Ok(event) if is_container_change(&event.kind) => {
+            Ok(event) if is_container_change(&event.kind) || is_database_write(&event) => {
                 let _ = tx.send(Change::Containers);
             }
             Ok(_) => {}
@@ -78,9 +82,22 @@ impl HostWatch {
                 None
             }
         };
-        let docker_root = under_root(&config.root, &config.scan_options().docker_root);
-        let dirs =
+        let opts = config.scan_options();
+        let docker_root = under_root(&config.root, &opts.docker_root);
+        let mut dirs =
             vec![(docker_root.join("containers"), None), (docker_root.join("image/overlay2/layerdb/mounts"), None)];
+        // containers-storage rewrites containers.json by rename; containerd writes its meta.db in place.
+        let podman = opts.podman_roots.clone().unwrap_or_else(|| collector::podman::default_roots(&config.root));
+        for p in podman {
+            dirs.push((under_root(&config.root, &p).join("overlay-containers"), None));
+        }
+        let containerd = opts
+            .containerd_roots
+            .clone()
+            .unwrap_or_else(|| collector::containerd::default_roots(&config.root, &opts.docker_root));
+        for c in containerd {
+            dirs.push((under_root(&config.root, &c).join("io.containerd.metadata.v1.bolt"), None));
+        }
         let mut watch = HostWatch { mounts, inotify, dirs };
         watch.refresh();
         watch
@@ -123,6 +140,12 @@ impl Drop for HostWatch {
             task.abort();
         }
     }
+}
+
+/// A write to containerd's metadata database (containers and images are created and removed in it).
+fn is_database_write(event: &notify::Event) -> bool {
+    matches!(event.kind, EventKind::Modify(ModifyKind::Data(_)))
+        && event.paths.iter().any(|p| p.file_name().is_some_and(|n| n == "meta.db"))
 }
 
 fn is_container_change(kind: &EventKind) -> bool {

@@ -7,12 +7,16 @@
 //! takes its root as an argument, so the same code reads `/`, `/host` or a fixture tree.
 #![deny(missing_docs)]
 
+pub mod bbolt;
+pub mod containerd;
 pub mod digest;
 pub mod docker;
+pub mod engine;
 pub mod finding;
 pub mod mount_table;
 pub mod mountinfo;
 pub mod overlay;
+pub mod podman;
 pub mod report;
 pub mod scan;
 pub mod usage;

@@ -55,6 +55,24 @@ pub struct Sources {
     pub docker_root: String,
     /// Whether a Docker overlay2 data root was found there.
     pub docker_found: bool,
+    /// Every engine store that was read (Docker, containers-storage, containerd), and any named on the
+    /// command line that could not be.
+    #[serde(default)]
+    pub engines: Vec<EngineSource>,
+}
+
+/// One engine's store on the host.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EngineSource {
+    /// `docker`, `podman` (containers-storage, also used by CRI-O and Buildah) or `containerd`.
+    pub engine: String,
+    /// The store's root as the host names it.
+    pub root: String,
+    /// Whether it was found and read.
+    pub found: bool,
+    /// containerd namespaces seen in it (empty for other engines).
+    #[serde(default)]
+    pub namespaces: Vec<String>,
 }
 
 /// One container.
@@ -64,8 +82,11 @@ pub struct ContainerReport {
     pub id: String,
     /// Name without the leading `/`.
     pub name: String,
-    /// `docker`.
+    /// The engine that owns it: `docker`, `podman`, `cri-o` or `containerd`.
     pub runtime: String,
+    /// The containerd namespace (`default`, `k8s.io`, `moby`); null for other engines.
+    #[serde(default)]
+    pub namespace: Option<String>,
     /// `running`, `exited`, `created`, `paused`, `restarting`, `removing`, `dead`, or `unknown` when the
     /// record could not be read.
     pub state: String,
@@ -117,6 +138,10 @@ pub struct WritableReport {
     pub mergeddir: String,
     /// The lower layers from the on-disk `lower` file, resolved, top first (init layer first).
     pub lowerdirs: Vec<String>,
+    /// The size the owning engine itself reports for this layer: Docker's and Podman's `SizeRw`
+    /// (`apparent_bytes`), containerd's snapshot usage (`allocated_bytes`).
+    #[serde(default)]
+    pub engine_bytes: u64,
     /// What the walk counted.
     #[serde(flatten)]
     pub usage: WritableUsage,
@@ -183,6 +208,12 @@ pub struct MountLayer {
 pub struct ImageReport {
     /// `sha256:…`.
     pub id: String,
+    /// The engine that holds it.
+    #[serde(default)]
+    pub runtime: String,
+    /// The containerd namespace; null for other engines.
+    #[serde(default)]
+    pub namespace: Option<String>,
     /// Tags (`name:tag`).
     pub tags: Vec<String>,
     /// Sum of the image's layer sizes as the engine recorded them (`Size` in `GET /system/df`).
@@ -210,6 +241,9 @@ pub struct ImageReport {
 pub struct Orphan {
     /// The path.
     pub path: String,
+    /// The engine whose store it is in.
+    #[serde(default)]
+    pub runtime: String,
     /// What kind of leftover it is.
     pub kind: String,
     /// Apparent bytes under it.

@@ -3,6 +3,7 @@
 //! about where the report goes.
 
 use crate::docker::{DockerRoot, DockerStore, StoreError};
+use crate::engine::{Engine, HostView};
 use crate::finding::{Findings, Severity};
 use crate::mount_table::{read_mount_table, OverlayMount};
 use crate::report::*;
@@ -30,6 +31,12 @@ pub struct ScanOptions {
     pub orphan_min_age: Duration,
     /// Largest files to list per writable layer (`writable.top_files`); 0 for none.
     pub top_files: usize,
+    /// containers-storage roots (Podman, CRI-O) as the host names them; `None`: the defaults that exist
+    /// (`/var/lib/containers/storage` and rootless stores under `/root` and `/home/*`). Named roots must exist.
+    pub podman_roots: Option<Vec<PathBuf>>,
+    /// containerd roots as the host names them; `None`: the defaults that exist (`/var/lib/containerd` and
+    /// `<docker_root>/containerd/daemon`). Named roots must exist.
+    pub containerd_roots: Option<Vec<PathBuf>>,
 }
 
 impl Default for ScanOptions {
@@ -42,6 +49,8 @@ impl Default for ScanOptions {
             threads: 0,
             orphan_min_age: Duration::from_secs(600),
             top_files: 0,
+            podman_roots: None,
+            containerd_roots: None,
         }
     }
 }
@@ -52,6 +61,9 @@ pub enum ScanError {
     /// The Docker data root could not be read.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// A store named on the command line (`--podman-root`, `--containerd-root`) could not be read.
+    #[error(transparent)]
+    Engine(#[from] crate::engine::EngineRootError),
 }
 
 /// `root` joined with an absolute host path.
@@ -71,6 +83,7 @@ pub fn scan(opts: &ScanOptions) -> Result<Report, ScanError> {
     let table = read_mount_table(&under_root(&opts.root, &opts.proc_dir), &mut findings);
     let overlays: Vec<OverlayMount> = table.as_ref().map(|t| t.overlays(&mut findings)).unwrap_or_default();
 
+    let others = crate::engine::open_engines(opts, &mut findings)?;
     let root = DockerRoot { path: under_root(&opts.root, &opts.docker_root), host_path: opts.docker_root.clone() };
     let store = match DockerStore::open(root, &mut findings) {
         Ok(s) => Some(s),
@@ -82,30 +95,51 @@ pub fn scan(opts: &ScanOptions) -> Result<Report, ScanError> {
             );
             None
         }
+        // Docker 29 keeps its images in containerd: the default root then holds no overlay2 store, and
+        // the containerd store found elsewhere is the one to audit.
+        Err(e @ StoreError::NotOverlay2 { .. }) if !opts.docker_root_required && !others.is_empty() => {
+            findings.info("docker_root_not_overlay2", e.to_string(), Some(&opts.docker_root));
+            None
+        }
         Err(e) => return Err(e.into()),
     };
+
+    let mut engines: Vec<&dyn Engine> = Vec::new();
+    if let Some(s) = &store {
+        engines.push(s);
+    }
+    engines.extend(others.iter().map(|e| e.as_ref()));
+    let entries = table.as_ref().map_or(&[][..], |t| t.entries.as_slice());
+    let host = HostView { opts, mounts: entries, overlays: &overlays };
 
     let mut containers = Vec::new();
     let mut images = Vec::new();
     let mut owned: HashSet<usize> = HashSet::new();
     let (mut orphans, mut image_bytes) = (Vec::new(), 0);
-    if let Some(store) = &store {
-        containers = join_containers(store, &overlays, &mut owned, opts, &mut findings);
-        (images, image_bytes) = crate::docker::image_usage::image_reports(store, &containers, &mut findings);
-        for c in &mut containers {
-            if let Some(log) = &c.log_path {
-                c.log_bytes =
-                    Some(crate::docker::logs::log_bytes(&under_root(&opts.root, Path::new(log)), &mut findings));
-            }
-        }
-        let entries = table.as_ref().map_or(&[][..], |t| t.entries.as_slice());
-        orphans = crate::docker::orphans::find_orphans(store, entries, &overlays, opts.orphan_min_age, &mut findings);
+    for engine in &engines {
+        let mine = engine.containers(&host, &mut owned, &mut findings);
+        let (imgs, bytes) = engine.images(&mine, &mut findings);
+        images.extend(imgs);
+        image_bytes += bytes;
+        orphans.extend(engine.orphans(&host, &mut findings));
+        containers.extend(mine);
+    }
+    if engines.len() > 1 {
+        containers.sort_by(|a, b| {
+            let size = |c: &ContainerReport| c.writable.as_ref().map_or(0, |w| w.usage.apparent_bytes);
+            size(b).cmp(&size(a)).then_with(|| a.name.cmp(&b.name)).then_with(|| a.id.cmp(&b.id))
+        });
+        orphans.sort_by(|a, b| b.allocated_bytes.cmp(&a.allocated_bytes).then_with(|| a.path.cmp(&b.path)));
     }
     let unowned_mounts: Vec<MountReport> = overlays
         .iter()
         .enumerate()
         .filter(|(i, _)| !owned.contains(i))
-        .map(|(_, m)| mount_report(m, store.as_ref(), &mut findings))
+        .map(|(_, m)| {
+            let mut r = mount_report(m, store.as_ref(), &mut findings);
+            crate::engine::identify_unknown_layers(&mut r, &engines);
+            r
+        })
         .collect();
 
     let findings = findings.into_vec();
@@ -144,6 +178,7 @@ pub fn scan(opts: &ScanOptions) -> Result<Report, ScanError> {
             mount_table: table.as_ref().map(|t| t.source.to_string_lossy().into_owned()),
             docker_root: opts.docker_root.to_string_lossy().into_owned(),
             docker_found: store.is_some(),
+            engines: engines.iter().map(|e| e.source()).collect(),
         },
         containers,
         images,
@@ -164,7 +199,7 @@ fn severity_word(s: Severity) -> &'static str {
 }
 
 /// Every container the data root knows, by its record or its read-write layer, joined with its live mount.
-fn join_containers(
+pub(crate) fn join_containers(
     store: &DockerStore,
     overlays: &[OverlayMount],
     owned: &mut HashSet<usize>,
@@ -210,6 +245,7 @@ fn join_containers(
             id: id.clone(),
             name: config.map(|c| c.name.trim_start_matches('/').to_owned()).unwrap_or_default(),
             runtime: "docker".to_owned(),
+            namespace: None,
             state: config.map(|c| c.state.word().to_owned()).unwrap_or_else(|| "unknown".to_owned()),
             created: config.and_then(|c| c.created.clone()),
             image: ImageRef {
@@ -336,6 +372,7 @@ fn join_containers(
             workdir: host_dir.join("work").to_string_lossy().into_owned(),
             mergeddir: host_dir.join("merged").to_string_lossy().into_owned(),
             lowerdirs: lowerdirs.iter().map(|p| p.to_string_lossy().into_owned()).collect(),
+            engine_bytes: usage.apparent_bytes,
             usage,
         });
         out.push(c);
@@ -348,7 +385,7 @@ fn join_containers(
 }
 
 /// A mount's report, its lower layers identified through `store` where it knows them.
-fn mount_report(m: &OverlayMount, store: Option<&DockerStore>, findings: &mut Findings) -> MountReport {
+pub(crate) fn mount_report(m: &OverlayMount, store: Option<&DockerStore>, findings: &mut Findings) -> MountReport {
     let text = |p: &Path, findings: &mut Findings| {
         if p.to_str().is_none() {
             findings.warn("path_not_utf8", "a layer path is not UTF-8; it is shown lossily", Some(p));

@@ -12,8 +12,10 @@
 // The harness is shared by every test module; not each of them uses every helper.
 #![allow(dead_code)]
 
+pub mod containerd;
 mod http;
 mod mounts;
+pub mod podman;
 mod processes;
 
 use std::io::{Read, Write};
@@ -252,6 +254,15 @@ impl Engine {
 
         let tar = run_tool(Command::new("tar").arg("-C").arg(&root).args(["-c", "."]));
         self.docker_stdin(&["import", "-", name], &tar)
+    }
+
+    /// `docker save NAME`: the image as an OCI/Docker archive, for importing into another engine.
+    #[track_caller]
+    pub fn save(&self, name: &str) -> Vec<u8> {
+        let out = self.scratch_dir("save").join("image.tar");
+        let path = out.to_str().expect("the temp dir path is ASCII, made by this harness");
+        self.docker(&["save", "-o", path, name]);
+        std::fs::read(&out).unwrap_or_else(|e| panic!("read {path}: {e}"))
     }
 
     /// Builds `dockerfile` (with the classic builder, `DOCKER_BUILDKIT=0`) in an otherwise empty
@@ -504,6 +515,23 @@ fn unavailable(ci: bool, why: &str) -> Result<Option<Engine>, String> {
         eprintln!("SKIP: {why} — tests that need a Docker engine do nothing (set CI=true to fail instead)");
         Ok(None)
     }
+}
+
+/// A tar of a root filesystem holding `/bin/busybox` and a symlink to it for every applet, staged in
+/// `dir` (created here): the DESIGN.md §4 recipe, for engines other than Docker.
+pub fn busybox_rootfs_tar(dir: &Path) -> Vec<u8> {
+    let bin = dir.join("bin");
+    std::fs::create_dir_all(&bin).unwrap_or_else(|e| panic!("create {}: {e}", bin.display()));
+    std::fs::copy(BUSYBOX, bin.join("busybox")).unwrap_or_else(|e| panic!("copy {BUSYBOX}: {e}"));
+    let list = run_tool(Command::new(BUSYBOX).arg("--list"));
+    for applet in String::from_utf8_lossy(&list).lines().map(str::trim) {
+        if applet.is_empty() || applet == "busybox" || applet.contains('/') {
+            continue;
+        }
+        let link = bin.join(applet);
+        std::os::unix::fs::symlink("busybox", &link).unwrap_or_else(|e| panic!("symlink {}: {e}", link.display()));
+    }
+    run_tool(Command::new("tar").arg("-C").arg(dir).args(["-c", "."]))
 }
 
 /// Runs a local tool (busybox, tar) to completion; panics with its output if it fails.

@@ -72,6 +72,8 @@ pub fn image_reports(
         let has_children = parents.contains(img.id.as_str());
         out.push(ImageReport {
             id: img.id.clone(),
+            runtime: "docker".to_owned(),
+            namespace: None,
             dangling: tags.is_empty() && !has_children,
             intermediate: !shown,
             tags,

@@ -7,6 +7,7 @@
 //! (`/var/lib/docker`). Layer paths taken from the mount table are host paths.
 
 pub mod containers;
+pub mod engine;
 pub mod image_usage;
 pub mod imagedb;
 pub mod layerdb;
@@ -184,7 +185,7 @@ fn check_root(path: &Path) -> Result<(), StoreError> {
 }
 
 /// Reads `overlay2/l/`: each entry is a symlink `../<cache-id>/diff`.
-fn read_short_links(dir: &Path, findings: &mut Findings) -> HashMap<String, String> {
+pub(crate) fn read_short_links(dir: &Path, findings: &mut Findings) -> HashMap<String, String> {
     let mut out = HashMap::new();
     for (name, path) in list_dir(dir, findings) {
         match fs::read_link(&path) {
@@ -204,7 +205,7 @@ fn read_short_links(dir: &Path, findings: &mut Findings) -> HashMap<String, Stri
     out
 }
 
-fn cache_id_from_link_target(target: &Path) -> Option<String> {
+pub(crate) fn cache_id_from_link_target(target: &Path) -> Option<String> {
     let parts: Vec<Component> = target.components().collect();
     match parts.as_slice() {
         [Component::ParentDir, Component::Normal(cache), Component::Normal(diff)] if *diff == "diff" => {

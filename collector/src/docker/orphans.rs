@@ -102,6 +102,7 @@ impl Candidate {
         };
         Orphan {
             path: host.to_string_lossy().into_owned(),
+            runtime: "docker".to_owned(),
             kind: self.kind.to_owned(),
             apparent_bytes: apparent,
             allocated_bytes: allocated,

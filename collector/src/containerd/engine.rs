@@ -1,0 +1,276 @@
+//! containerd behind the [`Engine`] seam: each namespace's containers joined with their writable snapshots
+//! and live mounts, images sized from their unpacked snapshots, and snapshot directories no record names.
+
+use super::{ContainerdStore, SNAPSHOTTER};
+use crate::digest::chain_ids;
+use crate::engine::{
+    mount_report_with, mounts_by_upper, settle_orphans, writable_report, Engine, HostView, LayerPaths, OrphanCandidate,
+};
+use crate::finding::Findings;
+use crate::report::{ContainerReport, EngineSource, ImageRef, ImageReport, LayerReport, MountLayer, Orphan};
+use crate::usage::OverlayXattrs;
+use crate::walk::{measure_layers, WalkOptions};
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+
+/// The key a backend key was made from: `<namespace>/<n>/<key>` → `<key>`.
+fn user_key(backend: &str) -> &str {
+    backend.splitn(3, '/').nth(2).unwrap_or(backend)
+}
+
+impl ContainerdStore {
+    /// The runtime word for a namespace: Docker 29 keeps its containers in `moby`.
+    fn runtime_for(ns: &str) -> &'static str {
+        if ns == "moby" {
+            "docker"
+        } else {
+            "containerd"
+        }
+    }
+
+    /// ChainID → DiffID for an image target.
+    fn diff_by_chain(&self, target: &str) -> HashMap<String, String> {
+        let diffs = self.diff_ids(target).unwrap_or_default();
+        chain_ids(&diffs).into_iter().zip(diffs).collect()
+    }
+
+    /// The committed ancestors of a snapshot key in `ns`, base first.
+    fn parent_layers(&self, ns: &str, key: Option<&str>, diffs: &HashMap<String, String>) -> Vec<LayerReport> {
+        let Some(space) = self.namespaces.get(ns) else { return Vec::new() };
+        let mut out = Vec::new();
+        let mut next = key.map(str::to_owned);
+        while let Some(k) = next {
+            let Some((backend, parent)) = space.snapshots.get(&k) else { break };
+            if out.len() > 4096 {
+                break; // a parent loop in a damaged database
+            }
+            let snap = self.snapshots.get(backend);
+            out.push(LayerReport {
+                cache_id: snap.map(|s| s.id.to_string()).unwrap_or_default(),
+                diff_id: diffs.get(&k).cloned().unwrap_or_default(),
+                chain_id: k.clone(),
+                size_bytes: snap.and_then(|s| s.size),
+            });
+            next = parent.clone();
+        }
+        out.reverse();
+        out
+    }
+}
+
+impl Engine for ContainerdStore {
+    fn runtime(&self) -> &'static str {
+        "containerd"
+    }
+
+    fn source(&self) -> EngineSource {
+        EngineSource {
+            engine: "containerd".into(),
+            root: self.host_path.to_string_lossy().into_owned(),
+            found: true,
+            namespaces: self.namespaces.keys().cloned().collect(),
+        }
+    }
+
+    fn containers(
+        &self,
+        host: &HostView<'_>,
+        owned: &mut HashSet<usize>,
+        findings: &mut Findings,
+    ) -> Vec<ContainerReport> {
+        // Containers made without a snapshot (Docker 20.10 gives its own containerd a ready root
+        // filesystem) have no writable layer here: their engine reports them.
+        let records: Vec<(&String, &super::Container)> = self
+            .namespaces
+            .iter()
+            .flat_map(|(ns, space)| space.containers.values().map(move |c| (ns, c)))
+            .filter(|(_, c)| !c.snapshot_key.is_empty() && c.snapshotter == "overlayfs")
+            .collect();
+        let snaps: Vec<Option<&super::Snapshot>> = records
+            .iter()
+            .map(|(ns, c)| {
+                let (backend, _) = self.namespaces.get(*ns)?.snapshots.get(&c.snapshot_key)?;
+                self.snapshots.get(backend)
+            })
+            .collect();
+        let upperdirs: Vec<Option<PathBuf>> =
+            snaps.iter().map(|s| s.map(|s| self.snapshot_dir(s.id).join("fs"))).collect();
+        let opts =
+            WalkOptions { threads: host.opts.threads, xattrs: OverlayXattrs::Trusted, top_files: host.opts.top_files };
+        let usages = measure_layers(&upperdirs, opts, None);
+        let by_upper = mounts_by_upper(host.overlays);
+
+        let mut out = Vec::new();
+        for (((ns, c), snap), usage) in records.into_iter().zip(snaps).zip(usages) {
+            let space = &self.namespaces[ns];
+            let target = space.images.get(&c.image).cloned().unwrap_or_default();
+            let diffs = self.diff_by_chain(&target);
+            let parent = space.snapshots.get(&c.snapshot_key).and_then(|(_, p)| p.as_deref());
+            let layers = self.parent_layers(ns, parent, &diffs);
+            let name = ["io.kubernetes.container.name", "nerdctl/name"]
+                .iter()
+                .find_map(|l| c.labels.get(*l).cloned())
+                .unwrap_or_else(|| c.id.clone());
+            let mut report = ContainerReport {
+                id: c.id.clone(),
+                name,
+                runtime: ContainerdStore::runtime_for(ns).to_owned(),
+                namespace: Some(ns.clone()),
+                state: "created".into(),
+                created: c.created.clone(),
+                image: ImageRef {
+                    id: target.clone(),
+                    name: c.image.clone(),
+                    tags: space
+                        .images
+                        .iter()
+                        .filter(|(_, d)| **d == target && !target.is_empty())
+                        .map(|(n, _)| n.clone())
+                        .collect(),
+                },
+                labels: c.labels.clone(),
+                writable: None,
+                init_layer: None,
+                layers,
+                mount: None,
+                log_path: None,
+                log_bytes: None,
+            };
+            let Some(snap) = snap else {
+                findings.error(
+                    "container_rw_layer_missing",
+                    format!(
+                        "container {} (namespace {ns}) names snapshot {}, which the snapshotter does not have",
+                        c.id, c.snapshot_key
+                    ),
+                    Some(&self.host_path.join(SNAPSHOTTER).join("metadata.db")),
+                );
+                out.push(report);
+                continue;
+            };
+            let dir = self.host_snapshot_dir(snap.id);
+            let upper = dir.join("fs");
+            if let Some(i) = by_upper.get(upper.as_path()).copied() {
+                owned.insert(i);
+                report.state = "running".into();
+                report.mount = Some(mount_report_with(&host.overlays[i], |p| self.identify_layer(p)));
+            }
+            let lowerdirs: Vec<String> = report
+                .layers
+                .iter()
+                .rev()
+                .map(|l| {
+                    self.host_path
+                        .join(SNAPSHOTTER)
+                        .join("snapshots")
+                        .join(&l.cache_id)
+                        .join("fs")
+                        .to_string_lossy()
+                        .into_owned()
+                })
+                .collect();
+            let (cache_id, workdir) = (snap.id.to_string(), dir.join("work"));
+            let paths = LayerPaths { cache_id: &cache_id, layer_dir: &dir, upperdir: &upper, workdir: &workdir };
+            let mut w = writable_report(paths, lowerdirs, usage, |u| u.allocated_bytes, &c.id, findings);
+            // containerd mounts a task's root filesystem at the task's bundle, not inside the snapshot.
+            w.mergeddir = report.mount.as_ref().map(|m| m.mountpoint.clone()).unwrap_or_default();
+            report.writable = Some(w);
+            out.push(report);
+        }
+        out
+    }
+
+    fn images(&self, containers: &[ContainerReport], _findings: &mut Findings) -> (Vec<ImageReport>, u64) {
+        let mut out = Vec::new();
+        let mut all_layers: HashMap<String, u64> = HashMap::new();
+        for (ns, space) in &self.namespaces {
+            let chains: Vec<Vec<LayerReport>> = space
+                .images
+                .values()
+                .map(|target| {
+                    let diffs = self.diff_by_chain(target);
+                    let top = chain_ids(&self.diff_ids(target).unwrap_or_default()).pop();
+                    self.parent_layers(ns, top.as_deref(), &diffs)
+                })
+                .collect();
+            let mut users: HashMap<&str, u32> = HashMap::new();
+            for chain in &chains {
+                for l in chain {
+                    *users.entry(l.chain_id.as_str()).or_default() += 1;
+                }
+            }
+            for ((name, target), chain) in space.images.iter().zip(&chains) {
+                let size: u64 = chain.iter().filter_map(|l| l.size_bytes).sum();
+                let shared: u64 = chain
+                    .iter()
+                    .filter(|l| users.get(l.chain_id.as_str()).is_some_and(|&n| n > 1))
+                    .filter_map(|l| l.size_bytes)
+                    .sum();
+                for l in chain {
+                    all_layers.insert(format!("{ns}/{}", l.chain_id), l.size_bytes.unwrap_or(0));
+                }
+                out.push(ImageReport {
+                    id: target.clone(),
+                    runtime: ContainerdStore::runtime_for(ns).into(),
+                    namespace: Some(ns.clone()),
+                    tags: vec![name.clone()],
+                    size_bytes: size,
+                    shared_bytes: shared,
+                    unique_bytes: size - shared,
+                    dangling: false,
+                    intermediate: false,
+                    containers: containers
+                        .iter()
+                        .filter(|c| c.namespace.as_deref() == Some(ns.as_str()) && c.image.name == *name)
+                        .count() as u64,
+                    layers: chain.iter().map(|l| l.chain_id.clone()).collect(),
+                });
+            }
+        }
+        (out, all_layers.values().sum())
+    }
+
+    fn orphans(&self, host: &HostView<'_>, findings: &mut Findings) -> Vec<Orphan> {
+        let mut candidates = Vec::new();
+        let dir = self.path.join(SNAPSHOTTER).join("snapshots");
+        if let Ok(rd) = std::fs::read_dir(&dir) {
+            for e in rd.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                let known = name.parse::<u64>().is_ok_and(|n| self.by_id.contains_key(&n));
+                if known {
+                    continue;
+                }
+                candidates.push(OrphanCandidate {
+                    path: e.path(),
+                    host_path: self.host_path.join(SNAPSHOTTER).join("snapshots").join(&name),
+                    kind: "snapshot_dir",
+                    detail: format!("no snapshot in {SNAPSHOTTER}/metadata.db has id {name}"),
+                });
+            }
+        }
+        if !self.meta_ok {
+            // The snapshotter's own database is what names snapshot directories; meta.db is not needed
+            // for this, but say that the rest of the audit is incomplete.
+            findings.info(
+                "engine_metadata_partial",
+                "containerd's metadata store could not be read; snapshot orphans come from the snapshotter alone",
+                Some(&self.host_path),
+            );
+        }
+        settle_orphans(candidates, "containerd", host, findings)
+    }
+
+    fn identify_layer(&self, host_path: &Path) -> Option<MountLayer> {
+        let id = self.snapshot_of(host_path)?;
+        let backend = self.by_id.get(&id)?;
+        let snap = self.snapshots.get(backend)?;
+        let committed = snap.kind == 3;
+        Some(MountLayer {
+            path: self.host_snapshot_dir(id).join("fs").to_string_lossy().into_owned(),
+            cache_id: Some(id.to_string()),
+            chain_id: committed.then(|| user_key(backend).to_owned()),
+            diff_id: None,
+            role: if committed { "image" } else { "container" }.into(),
+        })
+    }
+}

@@ -1,0 +1,257 @@
+//! containerd's overlayfs snapshotter and metadata store, read from its root (`/var/lib/containerd`, or
+//! `<docker-root>/containerd/daemon` when dockerd runs its own): Docker 29's default image store, and
+//! every Kubernetes node running containerd.
+//!
+//! Layout (containerd `snapshots/overlay`, `snapshots/storage/bolt.go`, `metadata/buckets.go`):
+//! - `io.containerd.snapshotter.v1.overlayfs/snapshots/<n>/{fs,work}`: one directory per snapshot, `fs` its
+//!   layer (for an active snapshot, the overlay upperdir);
+//! - `io.containerd.snapshotter.v1.overlayfs/metadata.db` (bbolt): `v1/snapshots/<backend key>/` with `id`
+//!   (uvarint: the `<n>` above), `kind` (1 view, 2 active, 3 committed), `parent` (backend key), `size` and
+//!   `inodes` (varints, recorded at commit);
+//! - `io.containerd.metadata.v1.bolt/meta.db` (bbolt): `v1/<namespace>/` with `images/<name>/target/
+//!   digest`, `containers/<id>/{image, snapshotter, snapshotKey, labels/}` and `snapshots/<snapshotter>/
+//!   <key>/{name, parent}`, where `name` is the backend key `<namespace>/<n>/<key>`. Image layers are keyed by
+//!   ChainID, a container's writable snapshot by the container id;
+//! - `io.containerd.content.v1.content/blobs/sha256/<hex>`: manifests and image configs (`rootfs.diff_ids`).
+//!
+//! A running containerd holds an exclusive lock on both databases; they are read without it (see
+//! [`crate::bbolt`]). The snapshotter's size of a snapshot (`ctr snapshots usage`, and Docker 29's `SizeRw`)
+//! is `st_blocks × 512` over every entry, directories and the root included, each inode once: ovlaudit's
+//! `allocated_bytes`.
+
+mod engine;
+
+use crate::bbolt::{self, Bucket};
+use crate::finding::Findings;
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+/// The snapshotter's directory under the root.
+pub const SNAPSHOTTER: &str = "io.containerd.snapshotter.v1.overlayfs";
+const META_DB: &str = "io.containerd.metadata.v1.bolt/meta.db";
+const BLOBS: &str = "io.containerd.content.v1.content/blobs/sha256";
+
+/// One snapshot as the snapshotter records it.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    /// Its directory number under `snapshots/`.
+    pub id: u64,
+    /// 1 view, 2 active, 3 committed.
+    pub kind: u8,
+    /// The parent's backend key.
+    pub parent: Option<String>,
+    /// Recorded size (committed snapshots).
+    pub size: Option<u64>,
+}
+
+/// A container record of one namespace.
+#[derive(Debug, Clone)]
+pub struct Container {
+    /// Id.
+    pub id: String,
+    /// Image name.
+    pub image: String,
+    /// Snapshotter name.
+    pub snapshotter: String,
+    /// The snapshot key of its writable layer.
+    pub snapshot_key: String,
+    /// Labels.
+    pub labels: BTreeMap<String, String>,
+    /// Creation time, as stored (RFC 3339 text when readable).
+    pub created: Option<String>,
+}
+
+/// One namespace of the metadata store.
+#[derive(Debug, Clone, Default)]
+pub struct Namespace {
+    /// Image name → target (manifest or index) digest.
+    pub images: BTreeMap<String, String>,
+    /// Containers by id.
+    pub containers: BTreeMap<String, Container>,
+    /// Snapshot key → (backend key, parent key) for the overlayfs snapshotter.
+    pub snapshots: BTreeMap<String, (String, Option<String>)>,
+}
+
+/// Everything read from one containerd root.
+#[derive(Debug)]
+pub struct ContainerdStore {
+    /// Where this process reads the root.
+    pub path: PathBuf,
+    /// The root as the host names it.
+    pub host_path: PathBuf,
+    /// Snapshots by backend key.
+    pub snapshots: BTreeMap<String, Snapshot>,
+    /// Namespaces by name.
+    pub namespaces: BTreeMap<String, Namespace>,
+    /// Snapshot directory number → backend key.
+    pub by_id: HashMap<u64, String>,
+    /// Whether the metadata store could be read: orphans are held back when not.
+    pub meta_ok: bool,
+}
+
+/// The default roots under `root` that hold an overlayfs snapshotter.
+pub fn default_roots(root: &Path, docker_root: &Path) -> Vec<PathBuf> {
+    [PathBuf::from("/var/lib/containerd"), docker_root.join("containerd/daemon")]
+        .into_iter()
+        .filter(|p| crate::scan::under_root(root, p).join(SNAPSHOTTER).join("metadata.db").is_file())
+        .collect()
+}
+
+fn text(b: &Bucket, key: &[u8]) -> String {
+    b.text(key).unwrap_or_default()
+}
+
+fn labels(b: &Bucket) -> BTreeMap<String, String> {
+    b.bucket(&[b"labels"])
+        .map(|l| {
+            l.entries.keys().map(|k| (String::from_utf8_lossy(k).into_owned(), l.text(k).unwrap_or_default())).collect()
+        })
+        .unwrap_or_default()
+}
+
+impl ContainerdStore {
+    /// Reads both databases of the root at `path` (host name `host_path`). Fails only when there is no
+    /// readable overlayfs snapshotter database; a metadata store that cannot be read is a finding.
+    pub fn open(path: &Path, host_path: &Path, findings: &mut Findings) -> Result<ContainerdStore, String> {
+        let snap_db = path.join(SNAPSHOTTER).join("metadata.db");
+        if !snap_db.is_file() {
+            let why = if path.is_dir() {
+                format!("not a containerd root with the overlayfs snapshotter (no {SNAPSHOTTER}/metadata.db)")
+            } else {
+                "no such directory".to_owned()
+            };
+            return Err(format!("{}: {why}", path.display()));
+        }
+        let db = bbolt::read(&snap_db).map_err(|e| e.to_string())?;
+        let mut snapshots = BTreeMap::new();
+        for (key, b) in
+            db.root.bucket(&[b"v1", b"snapshots"]).map(|b| b.buckets().collect::<Vec<_>>()).unwrap_or_default()
+        {
+            let Some(id) = b.value(b"id").and_then(bbolt::uvarint) else { continue };
+            snapshots.insert(
+                String::from_utf8_lossy(key).into_owned(),
+                Snapshot {
+                    id,
+                    kind: b.value(b"kind").and_then(|k| k.first().copied()).unwrap_or(0),
+                    parent: b.text(b"parent").filter(|p| !p.is_empty()),
+                    size: b.value(b"size").and_then(bbolt::varint).and_then(|s| u64::try_from(s).ok()),
+                },
+            );
+        }
+        let by_id = snapshots.iter().map(|(k, s)| (s.id, k.clone())).collect();
+
+        let meta_path = path.join(META_DB);
+        let mut namespaces = BTreeMap::new();
+        let meta_ok = match bbolt::read(&meta_path) {
+            Ok(meta) => {
+                for (ns, nb) in meta.root.bucket(&[b"v1"]).map(|b| b.buckets().collect::<Vec<_>>()).unwrap_or_default()
+                {
+                    namespaces.insert(String::from_utf8_lossy(ns).into_owned(), read_namespace(nb));
+                }
+                true
+            }
+            Err(e) => {
+                findings.error(
+                    "engine_metadata_unreadable",
+                    format!("{e}; containers and images are not known"),
+                    Some(&host_path.join(META_DB)),
+                );
+                false
+            }
+        };
+        Ok(ContainerdStore {
+            path: path.to_owned(),
+            host_path: host_path.to_owned(),
+            snapshots,
+            namespaces,
+            by_id,
+            meta_ok,
+        })
+    }
+
+    /// Host path of snapshot `id`'s directory.
+    pub fn host_snapshot_dir(&self, id: u64) -> PathBuf {
+        self.host_path.join(SNAPSHOTTER).join("snapshots").join(id.to_string())
+    }
+
+    /// Where this process reads snapshot `id`'s directory.
+    pub fn snapshot_dir(&self, id: u64) -> PathBuf {
+        self.path.join(SNAPSHOTTER).join("snapshots").join(id.to_string())
+    }
+
+    /// The snapshot a host path names (`…/snapshots/<n>/fs`).
+    pub fn snapshot_of(&self, host_path: &Path) -> Option<u64> {
+        let rel = host_path.strip_prefix(self.host_path.join(SNAPSHOTTER).join("snapshots")).ok()?;
+        let parts: Vec<&str> = rel.iter().map(|c| c.to_str()).collect::<Option<_>>()?;
+        match parts.as_slice() {
+            [n, "fs"] => n.parse().ok(),
+            _ => None,
+        }
+    }
+
+    /// The image config's DiffIDs for a target (manifest or index) digest, from the content store.
+    pub fn diff_ids(&self, target: &str) -> Option<Vec<String>> {
+        let blob = |digest: &str| -> Option<serde_json::Value> {
+            let hex = digest.strip_prefix("sha256:")?;
+            serde_json::from_slice(&std::fs::read(self.path.join(BLOBS).join(hex)).ok()?).ok()
+        };
+        let mut doc = blob(target)?;
+        if let Some(manifests) = doc["manifests"].as_array() {
+            let pick = manifests
+                .iter()
+                .find(|m| {
+                    m["platform"]["os"] == "linux"
+                        && m["platform"]["architecture"]
+                            == std::env::consts::ARCH.replace("x86_64", "amd64").replace("aarch64", "arm64").as_str()
+                })
+                .or_else(|| manifests.first())?;
+            doc = blob(pick["digest"].as_str()?)?;
+        }
+        let config = blob(doc["config"]["digest"].as_str()?)?;
+        Some(config["rootfs"]["diff_ids"].as_array()?.iter().filter_map(|d| d.as_str().map(str::to_owned)).collect())
+    }
+}
+
+fn read_namespace(nb: &Bucket) -> Namespace {
+    let mut ns = Namespace::default();
+    for (name, ib) in nb.bucket(&[b"images"]).map(|b| b.buckets().collect::<Vec<_>>()).unwrap_or_default() {
+        let digest = ib.bucket(&[b"target"]).map(|t| text(t, b"digest")).unwrap_or_default();
+        ns.images.insert(String::from_utf8_lossy(name).into_owned(), digest);
+    }
+    for (id, cb) in nb.bucket(&[b"containers"]).map(|b| b.buckets().collect::<Vec<_>>()).unwrap_or_default() {
+        let id = String::from_utf8_lossy(id).into_owned();
+        ns.containers.insert(
+            id.clone(),
+            Container {
+                id,
+                image: text(cb, b"image"),
+                snapshotter: text(cb, b"snapshotter"),
+                snapshot_key: text(cb, b"snapshotKey"),
+                labels: labels(cb),
+                created: cb.value(b"createdat").and_then(go_time),
+            },
+        );
+    }
+    for (key, sb) in
+        nb.bucket(&[b"snapshots", b"overlayfs"]).map(|b| b.buckets().collect::<Vec<_>>()).unwrap_or_default()
+    {
+        ns.snapshots.insert(
+            String::from_utf8_lossy(key).into_owned(),
+            (text(sb, b"name"), sb.text(b"parent").filter(|p| !p.is_empty())),
+        );
+    }
+    ns
+}
+
+/// A Go `time.Time` in its binary form (`MarshalBinary`, version 1 or 2: seconds since year 1 as a big
+/// endian i64 at byte 1, nanoseconds as u32 at byte 9), as RFC 3339 UTC.
+fn go_time(b: &[u8]) -> Option<String> {
+    if !matches!(b.first(), Some(1 | 2)) || b.len() < 15 {
+        return None;
+    }
+    let secs = i64::from_be_bytes(b.get(1..9)?.try_into().ok()?);
+    // Seconds from 0001-01-01 to 1970-01-01.
+    let unix = secs.checked_sub(62_135_596_800)?;
+    let t = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(u64::try_from(unix).ok()?);
+    Some(crate::scan::rfc3339(t))
+}

@@ -1,0 +1,327 @@
+//! The seam between the audit and each container engine's storage: everything the audit needs from one
+//! store on the host (Docker's overlay2 root, a containers-storage root of Podman or CRI-O, a containerd
+//! root) behind one small trait, so that a new engine is one new module implementing [`Engine`].
+//!
+//! The audit ([`crate::scan`]) asks every store for its containers (each writable layer measured with the
+//! shared walker, each live mount claimed), its images and its orphans, and asks all of them to name the
+//! layers of overlay mounts that no container claimed. Not for: reading the mount table or walking layers
+//! (shared by all engines), or deciding where the report goes.
+
+use crate::finding::Findings;
+use crate::mount_table::OverlayMount;
+use crate::mountinfo::MountEntry;
+use crate::report::{ContainerReport, EngineSource, ImageReport, MountLayer, Orphan};
+use crate::scan::ScanOptions;
+use std::collections::HashSet;
+use std::path::Path;
+
+/// What every engine's audit reads besides its own store.
+#[derive(Debug, Clone, Copy)]
+pub struct HostView<'a> {
+    /// The scan's options (host root, threads, orphan age, top files).
+    pub opts: &'a ScanOptions,
+    /// The whole mount table, host paths.
+    pub mounts: &'a [MountEntry],
+    /// Its overlay mounts, layer paths absolute.
+    pub overlays: &'a [OverlayMount],
+}
+
+/// One engine's storage on the host, its metadata already read.
+pub trait Engine {
+    /// The runtime word containers of this store carry (`docker`, `podman`, `cri-o`, `containerd`).
+    fn runtime(&self) -> &'static str;
+
+    /// Where the store is, for `sources.engines`.
+    fn source(&self) -> EngineSource;
+
+    /// Every container, running or not, its writable layer measured. Each overlay mount (an index into
+    /// `host.overlays`) that belongs to one of them is added to `owned`.
+    fn containers(
+        &self,
+        host: &HostView<'_>,
+        owned: &mut HashSet<usize>,
+        findings: &mut Findings,
+    ) -> Vec<ContainerReport>;
+
+    /// Every image with its sizes, and the bytes of all image layers counted once. `containers` are this
+    /// engine's own.
+    fn images(&self, containers: &[ContainerReport], findings: &mut Findings) -> (Vec<ImageReport>, u64);
+
+    /// Storage under this store's root that none of its records names. A directory any live mount uses
+    /// (of any engine) is never one.
+    fn orphans(&self, host: &HostView<'_>, findings: &mut Findings) -> Vec<Orphan>;
+
+    /// The layer at `host_path` (a lowerdir of a mount no container claimed), when this store has it.
+    fn identify_layer(&self, host_path: &Path) -> Option<MountLayer>;
+}
+
+/// Every path a live mount uses: mountpoints, upperdirs, workdirs, lowerdirs, data-only layers. An orphan
+/// candidate is never one of these and never contains one.
+pub fn live_paths(mounts: &[MountEntry], overlays: &[OverlayMount]) -> HashSet<std::path::PathBuf> {
+    let mut out: HashSet<std::path::PathBuf> = mounts.iter().map(|m| m.mount_point.clone()).collect();
+    for o in overlays {
+        out.extend(o.layers.lower.iter().cloned());
+        out.extend(o.layers.data_only.iter().cloned());
+        out.extend(o.layers.upper.iter().cloned());
+        out.extend(o.layers.work.iter().cloned());
+    }
+    out
+}
+
+/// Whether `dir` is or contains a live path.
+pub fn in_use(dir: &Path, live: &HashSet<std::path::PathBuf>) -> bool {
+    live.iter().any(|p| p.starts_with(dir))
+}
+
+/// A store named on the command line that cannot be read.
+#[derive(Debug, thiserror::Error)]
+#[error("{engine} root {}: {why}", path.display())]
+pub struct EngineRootError {
+    /// `podman` or `containerd`.
+    pub engine: &'static str,
+    /// The root, as this process reads it.
+    pub path: std::path::PathBuf,
+    /// The cause.
+    pub why: String,
+}
+
+/// Opens every store other than Docker's overlay2 root: the roots named in `opts`, or else the default
+/// ones that exist. A named root that cannot be read is an error; a default one is only a finding.
+pub fn open_engines(opts: &ScanOptions, findings: &mut Findings) -> Result<Vec<Box<dyn Engine>>, EngineRootError> {
+    let mut out: Vec<Box<dyn Engine>> = Vec::new();
+    let (podman, named) = match &opts.podman_roots {
+        Some(r) => (r.clone(), true),
+        None => (crate::podman::default_roots(&opts.root), false),
+    };
+    for host_path in podman {
+        let path = crate::scan::under_root(&opts.root, &host_path);
+        match crate::podman::PodmanStore::open(&path, &host_path, findings) {
+            Ok(s) => out.push(Box::new(s)),
+            Err(why) if named => return Err(EngineRootError { engine: "podman", path, why }),
+            Err(why) => findings.warn("engine_root_unreadable", why, Some(&host_path)),
+        }
+    }
+    let (containerd, named) = match &opts.containerd_roots {
+        Some(r) => (r.clone(), true),
+        None => (crate::containerd::default_roots(&opts.root, &opts.docker_root), false),
+    };
+    for host_path in containerd {
+        let path = crate::scan::under_root(&opts.root, &host_path);
+        match crate::containerd::ContainerdStore::open(&path, &host_path, findings) {
+            Ok(s) => out.push(Box::new(s)),
+            Err(why) if named => return Err(EngineRootError { engine: "containerd", path, why }),
+            Err(why) => findings.warn("engine_root_unreadable", why, Some(&host_path)),
+        }
+    }
+    Ok(out)
+}
+
+/// Names the layers of a mount no container claimed that Docker could not name, through the other stores.
+pub fn identify_unknown_layers(mount: &mut crate::report::MountReport, engines: &[&dyn Engine]) {
+    for (layer, path) in mount.layers.iter_mut().zip(mount.lowerdirs.iter_mut()) {
+        if layer.role != "unknown" {
+            continue;
+        }
+        if let Some(found) = engines.iter().find_map(|e| e.identify_layer(Path::new(&layer.path))) {
+            *path = found.path.clone();
+            *layer = found;
+        }
+    }
+}
+
+/// A mount's report, its lower layers named by `identify` (host path → layer) where it can.
+pub fn mount_report_with(
+    m: &OverlayMount,
+    identify: impl Fn(&Path) -> Option<MountLayer>,
+) -> crate::report::MountReport {
+    let text = |p: &Path| p.to_string_lossy().into_owned();
+    let layers: Vec<MountLayer> = m
+        .layers
+        .lower
+        .iter()
+        .map(|p| {
+            identify(p).unwrap_or_else(|| MountLayer {
+                path: text(p),
+                cache_id: None,
+                chain_id: None,
+                diff_id: None,
+                role: "unknown".into(),
+            })
+        })
+        .collect();
+    crate::report::MountReport {
+        mountpoint: text(&m.entry.mount_point),
+        mount_id: m.entry.mount_id,
+        upperdir: m.layers.upper.as_deref().map(text),
+        workdir: m.layers.work.as_deref().map(text),
+        lowerdirs: layers.iter().map(|l| l.path.clone()).collect(),
+        data_only_lowerdirs: m.layers.data_only.iter().map(|p| text(p)).collect(),
+        relative_paths: m.relative,
+        layers,
+    }
+}
+
+/// Index of the overlay mounts by upperdir.
+pub fn mounts_by_upper(overlays: &[OverlayMount]) -> std::collections::HashMap<&Path, usize> {
+    overlays.iter().enumerate().filter_map(|(i, m)| Some((m.layers.upper.as_deref()?, i))).collect()
+}
+
+/// An orphan candidate under a store, before it is sized.
+#[derive(Debug)]
+pub struct OrphanCandidate {
+    /// Where this process reads it.
+    pub path: std::path::PathBuf,
+    /// The host's name for it.
+    pub host_path: std::path::PathBuf,
+    /// Its kind (`layer_dir`, `snapshot_dir`, …).
+    pub kind: &'static str,
+    /// Why it is one.
+    pub detail: String,
+}
+
+/// Sizes orphan candidates, holding back those changed within `min_age` (a finding) and those a live
+/// mount uses (a finding: never an orphan).
+pub fn settle_orphans(
+    candidates: Vec<OrphanCandidate>,
+    runtime: &str,
+    host: &HostView<'_>,
+    findings: &mut Findings,
+) -> Vec<Orphan> {
+    let live = live_paths(host.mounts, host.overlays);
+    let now = std::time::SystemTime::now();
+    let mut out = Vec::new();
+    for c in candidates {
+        if in_use(&c.host_path, &live) {
+            findings.warn(
+                "layer_dir_unreferenced_in_use",
+                format!("no {runtime} record names {}, but a live mount uses it: not an orphan", c.host_path.display()),
+                Some(&c.host_path),
+            );
+            continue;
+        }
+        let meta = match std::fs::symlink_metadata(&c.path) {
+            Ok(m) => m,
+            Err(_) => continue, // gone since it was listed
+        };
+        let modified = meta.modified().ok();
+        if modified.is_some_and(|t| now.duration_since(t).unwrap_or_default() < host.opts.orphan_min_age) {
+            findings.info(
+                "orphan_candidate_recent",
+                format!(
+                    "nothing names {}, but it changed within the last {} s: held back",
+                    c.host_path.display(),
+                    host.opts.orphan_min_age.as_secs()
+                ),
+                Some(&c.host_path),
+            );
+            continue;
+        }
+        let (apparent, allocated) = if meta.is_dir() {
+            match crate::usage::measure_writable_layer(&c.path, crate::usage::OverlayXattrs::Trusted) {
+                Ok(u) => {
+                    if u.errors > 0 {
+                        findings.warn(
+                            "orphan_partly_unreadable",
+                            format!(
+                                "{} entries of an orphan could not be read, so its size is a lower bound",
+                                u.errors
+                            ),
+                            Some(&c.host_path),
+                        );
+                    }
+                    (u.apparent_bytes, u.allocated_bytes)
+                }
+                Err(e) => {
+                    findings.warn(
+                        "orphan_partly_unreadable",
+                        format!("cannot size an orphan: {e}"),
+                        Some(&c.host_path),
+                    );
+                    (0, 0)
+                }
+            }
+        } else {
+            use std::os::unix::fs::MetadataExt;
+            (meta.size(), meta.blocks().saturating_mul(512))
+        };
+        out.push(Orphan {
+            path: c.host_path.to_string_lossy().into_owned(),
+            runtime: runtime.to_owned(),
+            kind: c.kind.to_owned(),
+            apparent_bytes: apparent,
+            allocated_bytes: allocated,
+            detail: c.detail,
+            modified: modified.map(crate::scan::rfc3339),
+        });
+    }
+    out.sort_by(|a, b| b.allocated_bytes.cmp(&a.allocated_bytes).then_with(|| a.path.cmp(&b.path)));
+    out
+}
+
+/// Where a writable layer is, as the host names it.
+#[derive(Debug, Clone, Copy)]
+pub struct LayerPaths<'a> {
+    /// The engine's name for the layer's directory.
+    pub cache_id: &'a str,
+    /// The layer's directory.
+    pub layer_dir: &'a Path,
+    /// Its upperdir.
+    pub upperdir: &'a Path,
+    /// Its workdir.
+    pub workdir: &'a Path,
+}
+
+/// A writable layer's report from its measured usage, with the findings a walk can raise.
+pub fn writable_report(
+    paths: LayerPaths<'_>,
+    lowerdirs: Vec<String>,
+    usage: Result<crate::usage::WritableUsage, crate::usage::UsageError>,
+    engine_bytes: fn(&crate::usage::WritableUsage) -> u64,
+    who: &str,
+    findings: &mut Findings,
+) -> crate::report::WritableReport {
+    let upperdir = paths.upperdir;
+    let usage = match usage {
+        Ok(u) => u,
+        Err(e) => {
+            let missing = e.source.kind() == std::io::ErrorKind::NotFound;
+            findings.error(
+                if missing { "writable_layer_missing" } else { "writable_layer_unreadable" },
+                format!("container {who}: {e}"),
+                Some(upperdir),
+            );
+            crate::usage::WritableUsage { errors: 1, ..Default::default() }
+        }
+    };
+    if usage.errors > 0 && !usage.error_samples.is_empty() {
+        findings.warn(
+            "writable_layer_partly_unreadable",
+            format!(
+                "container {who}: {} entries could not be read; first: {}",
+                usage.errors,
+                usage.error_samples.join("; ")
+            ),
+            Some(upperdir),
+        );
+    }
+    if usage.mount_points > 0 {
+        findings.info(
+            "writable_layer_has_mount_points",
+            format!(
+                "container {who}: {} mount point(s) inside the writable layer were not crossed",
+                usage.mount_points
+            ),
+            Some(upperdir),
+        );
+    }
+    crate::report::WritableReport {
+        cache_id: paths.cache_id.to_owned(),
+        layer_dir: paths.layer_dir.to_string_lossy().into_owned(),
+        upperdir: upperdir.to_string_lossy().into_owned(),
+        workdir: paths.workdir.to_string_lossy().into_owned(),
+        mergeddir: paths.layer_dir.join("merged").to_string_lossy().into_owned(),
+        lowerdirs,
+        engine_bytes: engine_bytes(&usage),
+        usage,
+    }
+}

@@ -1,0 +1,291 @@
+//! containers-storage behind the [`Engine`] seam: containers joined with their writable layers and live
+//! mounts, image sizes as Podman prints them, and orphans (layer directories, short links and container
+//! directories no record names).
+
+use super::PodmanStore;
+use crate::digest::chain_ids;
+use crate::engine::{
+    mount_report_with, mounts_by_upper, settle_orphans, writable_report, Engine, HostView, LayerPaths, OrphanCandidate,
+};
+use crate::finding::Findings;
+use crate::report::{ContainerReport, EngineSource, ImageRef, ImageReport, LayerReport, MountLayer, Orphan};
+use crate::usage::OverlayXattrs;
+use crate::walk::{measure_layers, WalkOptions};
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+
+impl PodmanStore {
+    fn image_layers(&self, top: Option<&str>) -> Vec<LayerReport> {
+        let mut chain = top.map(|t| self.chain(t)).unwrap_or_default();
+        chain.reverse();
+        let diffs: Vec<String> = chain.iter().map(|l| l.diff_digest.clone().unwrap_or_default()).collect();
+        chain
+            .iter()
+            .zip(chain_ids(&diffs))
+            .map(|(l, chain_id)| LayerReport {
+                cache_id: l.id.clone(),
+                chain_id,
+                diff_id: l.diff_digest.clone().unwrap_or_default(),
+                size_bytes: l.diff_size,
+            })
+            .collect()
+    }
+
+    /// The on-disk lower chain of layer `id` (its `lower` file), short links resolved to host paths.
+    fn lower_chain(&self, id: &str, findings: &mut Findings) -> Vec<String> {
+        let path = self.path.join("overlay").join(id).join("lower");
+        let Ok(text) = std::fs::read_to_string(&path) else { return Vec::new() };
+        let mut out = Vec::new();
+        for entry in text.trim().split(':').filter(|s| !s.is_empty()) {
+            let short = entry.strip_prefix("l/").unwrap_or(entry);
+            match self.short_links.get(short) {
+                Some(layer) => out.push(self.host_layer_dir(layer).join("diff").to_string_lossy().into_owned()),
+                None => {
+                    findings.error(
+                        "lower_file_unresolved",
+                        format!("{} names short link {entry}, which does not exist", path.display()),
+                        Some(&path),
+                    );
+                    return Vec::new();
+                }
+            }
+        }
+        out
+    }
+
+    fn runtime_of(meta: &serde_json::Value) -> &'static str {
+        if meta.get("pod-name").is_some() || meta.get("pod-id").is_some() {
+            "cri-o"
+        } else {
+            "podman"
+        }
+    }
+}
+
+impl Engine for PodmanStore {
+    fn runtime(&self) -> &'static str {
+        "podman"
+    }
+
+    fn source(&self) -> EngineSource {
+        EngineSource {
+            engine: "podman".into(),
+            root: self.host_path.to_string_lossy().into_owned(),
+            found: true,
+            namespaces: Vec::new(),
+        }
+    }
+
+    fn containers(
+        &self,
+        host: &HostView<'_>,
+        owned: &mut HashSet<usize>,
+        findings: &mut Findings,
+    ) -> Vec<ContainerReport> {
+        let records: Vec<_> = self.containers.values().collect();
+        let upperdirs: Vec<Option<PathBuf>> =
+            records.iter().map(|c| Some(self.path.join("overlay").join(&c.layer).join("diff"))).collect();
+        let xattrs = if self.rootless { OverlayXattrs::User } else { OverlayXattrs::Trusted };
+        let opts = WalkOptions { threads: host.opts.threads, xattrs, top_files: host.opts.top_files };
+        let usages = measure_layers(&upperdirs, opts, None);
+        let by_upper = mounts_by_upper(host.overlays);
+
+        let mut out = Vec::new();
+        for (c, usage) in records.into_iter().zip(usages) {
+            let meta: serde_json::Value = serde_json::from_str(&c.metadata).unwrap_or_default();
+            let layer_dir = self.host_layer_dir(&c.layer);
+            let upper = layer_dir.join("diff");
+            let live = by_upper.get(upper.as_path()).copied();
+            let mount = live.map(|i| {
+                owned.insert(i);
+                mount_report_with(&host.overlays[i], |p| self.identify_layer(p))
+            });
+            let state = match &self.states {
+                Some(states) => states.get(&c.id).cloned().unwrap_or_else(|| "unknown".into()),
+                // CRI-O keeps its states elsewhere: a mounted writable layer is the one sign of life here.
+                None if mount.is_some() => "running".into(),
+                None => "unknown".into(),
+            };
+            if state == "running" && mount.is_none() {
+                findings.warn(
+                    "running_container_not_mounted",
+                    format!("container {} is recorded as running but its writable layer is not mounted", c.id),
+                    Some(&layer_dir.join("merged")),
+                );
+            }
+            let rw_layer = self.layers.get(&c.layer);
+            if rw_layer.is_none() {
+                findings.error(
+                    "container_rw_layer_missing",
+                    format!("container {} names writable layer {}, which layers.json does not list", c.id, c.layer),
+                    Some(&self.host_path.join("overlay-layers/layers.json")),
+                );
+            }
+            let image = self.images.get(&c.image);
+            let layers = self.image_layers(rw_layer.and_then(|l| l.parent.as_deref()));
+            if let Some(img) = image {
+                let expected = self.image_layers(img.layer.as_deref());
+                let diffs = |v: &[LayerReport]| v.iter().map(|l| l.diff_id.clone()).collect::<Vec<_>>();
+                if diffs(&expected) != diffs(&layers) {
+                    findings.error(
+                        "container_layers_differ_from_image",
+                        format!("container {}'s layer chain does not carry the DiffIDs of its image {}", c.id, img.id),
+                        Some(&layer_dir),
+                    );
+                }
+            }
+            let lowerdirs = self.lower_chain(&c.layer, findings);
+            let workdir = layer_dir.join("work");
+            let paths = LayerPaths { cache_id: &c.layer, layer_dir: &layer_dir, upperdir: &upper, workdir: &workdir };
+            let writable = writable_report(paths, lowerdirs, usage, |u| u.apparent_bytes, &c.id, findings);
+            out.push(ContainerReport {
+                id: c.id.clone(),
+                name: c.names.first().cloned().or_else(|| meta["name"].as_str().map(str::to_owned)).unwrap_or_default(),
+                runtime: PodmanStore::runtime_of(&meta).to_owned(),
+                namespace: None,
+                state,
+                created: c.created.clone(),
+                image: ImageRef {
+                    id: if c.image.is_empty() { String::new() } else { format!("sha256:{}", c.image) },
+                    name: meta["image-name"].as_str().unwrap_or_default().to_owned(),
+                    tags: image.map(|i| i.names.clone()).unwrap_or_default(),
+                },
+                labels: Default::default(),
+                writable: Some(writable),
+                init_layer: None,
+                layers,
+                mount,
+                log_path: None,
+                log_bytes: None,
+            });
+        }
+        out
+    }
+
+    fn images(&self, containers: &[ContainerReport], _findings: &mut Findings) -> (Vec<ImageReport>, u64) {
+        let chains: Vec<Vec<LayerReport>> =
+            self.images.values().map(|i| self.image_layers(i.layer.as_deref())).collect();
+        let mut users: HashMap<&str, u32> = HashMap::new();
+        for chain in &chains {
+            for l in chain {
+                *users.entry(l.cache_id.as_str()).or_default() += 1;
+            }
+        }
+        let mut layer_bytes: HashMap<&str, u64> = HashMap::new();
+        let mut out = Vec::new();
+        for (img, chain) in self.images.values().zip(&chains) {
+            let layers_size: u64 = chain.iter().filter_map(|l| l.size_bytes).sum();
+            let size = layers_size + img.big_data_sizes.values().sum::<u64>();
+            let shared: u64 = chain
+                .iter()
+                .filter(|l| users.get(l.cache_id.as_str()).is_some_and(|&n| n > 1))
+                .filter_map(|l| l.size_bytes)
+                .sum();
+            for l in chain {
+                layer_bytes.insert(l.cache_id.as_str(), l.size_bytes.unwrap_or(0));
+            }
+            let id = format!("sha256:{}", img.id);
+            out.push(ImageReport {
+                runtime: "podman".into(),
+                namespace: None,
+                tags: img.names.clone(),
+                size_bytes: size,
+                shared_bytes: shared,
+                unique_bytes: size - shared,
+                dangling: img.names.is_empty(),
+                intermediate: false,
+                containers: containers.iter().filter(|c| c.image.id == id).count() as u64,
+                layers: chain.iter().map(|l| l.chain_id.clone()).collect(),
+                id,
+            });
+        }
+        (out, layer_bytes.values().sum())
+    }
+
+    fn orphans(&self, host: &HostView<'_>, findings: &mut Findings) -> Vec<Orphan> {
+        let mut candidates = Vec::new();
+        let overlay = self.path.join("overlay");
+        let mut orphan_layers = HashSet::new();
+        if self.unreadable > 0 {
+            findings.warn(
+                "orphans_withheld",
+                format!(
+                    "{} metadata file(s) of {} could not be read; orphans are held back",
+                    self.unreadable,
+                    self.host_path.display()
+                ),
+                Some(&self.host_path),
+            );
+        } else if let Ok(rd) = std::fs::read_dir(&overlay) {
+            for e in rd.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                // Dot files are the driver's own (`.has-mount-program`).
+                if name == "l" || name.starts_with('.') || self.layers.contains_key(&name) {
+                    continue;
+                }
+                orphan_layers.insert(name.clone());
+                candidates.push(OrphanCandidate {
+                    path: e.path(),
+                    host_path: self.host_path.join("overlay").join(&name),
+                    kind: "layer_dir",
+                    detail: "no layer in overlay-layers/layers.json names it".into(),
+                });
+            }
+            if let Ok(rd) = std::fs::read_dir(overlay.join("l")) {
+                for e in rd.flatten() {
+                    let name = e.file_name().to_string_lossy().into_owned();
+                    let target = self.short_links.get(&name);
+                    let (kind, detail) = match target {
+                        Some(layer) if orphan_layers.contains(layer) => {
+                            ("short_link_unreferenced", format!("the short link of the orphan layer directory {layer}"))
+                        }
+                        Some(layer) if !overlay.join(layer).is_dir() => {
+                            ("short_link_dangling", format!("points to ../{layer}/diff, which does not exist"))
+                        }
+                        _ => continue,
+                    };
+                    candidates.push(OrphanCandidate {
+                        path: e.path(),
+                        host_path: self.host_path.join("overlay/l").join(&name),
+                        kind,
+                        detail,
+                    });
+                }
+            }
+            if let Ok(rd) = std::fs::read_dir(self.path.join("overlay-containers")) {
+                for e in rd.flatten() {
+                    let name = e.file_name().to_string_lossy().into_owned();
+                    if !crate::digest::is_hex64(&name) || self.containers.contains_key(&name) {
+                        continue;
+                    }
+                    candidates.push(OrphanCandidate {
+                        path: e.path(),
+                        host_path: self.host_path.join("overlay-containers").join(&name),
+                        kind: "container_dir",
+                        detail: "no container in overlay-containers/containers.json has this id".into(),
+                    });
+                }
+            }
+        }
+        settle_orphans(candidates, "podman", host, findings)
+    }
+
+    fn identify_layer(&self, host_path: &Path) -> Option<MountLayer> {
+        let id = self.layer_of(host_path)?;
+        let layer = self.layers.get(&id);
+        let image_layer = layer.filter(|l| l.diff_digest.is_some());
+        let chain_id = image_layer.map(|l| {
+            let mut chain = self.chain(&l.id);
+            chain.reverse();
+            let diffs: Vec<String> = chain.iter().map(|l| l.diff_digest.clone().unwrap_or_default()).collect();
+            chain_ids(&diffs).pop().unwrap_or_default()
+        });
+        Some(MountLayer {
+            path: self.host_layer_dir(&id).join("diff").to_string_lossy().into_owned(),
+            cache_id: Some(id),
+            chain_id,
+            diff_id: image_layer.and_then(|l| l.diff_digest.clone()),
+            role: if image_layer.is_some() { "image" } else { "container" }.into(),
+        })
+    }
+}
