@@ -304,6 +304,13 @@ pub fn writable_report(
             Some(upperdir),
         );
     }
+    for f in usage.top_files.iter().filter(|f| f.path_not_utf8) {
+        findings.warn(
+            "path_not_utf8",
+            format!("container {who}: a large file's name is not UTF-8; it is shown lossily as {}", f.path),
+            Some(upperdir),
+        );
+    }
     if usage.mount_points > 0 {
         findings.info(
             "writable_layer_has_mount_points",

@@ -7,7 +7,7 @@ use crate::engine::{Engine, HostView};
 use crate::finding::{Findings, Severity};
 use crate::mount_table::{read_mount_table, OverlayMount};
 use crate::report::*;
-use crate::usage::{measure_writable_layers, WritableUsage};
+use crate::usage::measure_writable_layers;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
@@ -225,7 +225,7 @@ pub(crate) fn join_containers(
     let usages = measure_writable_layers(&upperdirs, opts.threads, opts.top_files);
 
     let mut out = Vec::with_capacity(ids.len());
-    for ((id, usage), upperdir) in ids.into_iter().zip(usages).zip(&upperdirs) {
+    for (id, usage) in ids.into_iter().zip(usages) {
         let record = store.containers.get(id);
         let rw = store.layerdb.rw_layers.get(id);
         let config = match record {
@@ -301,46 +301,16 @@ pub(crate) fn join_containers(
             }
         };
         let host_dir = store.host_layer_dir(&rw.mount_id);
-        let usage = match usage {
-            Ok(u) => u,
-            Err(e) => {
-                let missing = e.source.kind() == std::io::ErrorKind::NotFound;
-                findings.error(
-                    if missing { "writable_layer_missing" } else { "writable_layer_unreadable" },
-                    format!("container {id}: {e}"),
-                    upperdir.as_deref(),
-                );
-                WritableUsage { errors: 1, ..WritableUsage::default() }
-            }
+        let (host_upper, host_work) = (host_dir.join("diff"), host_dir.join("work"));
+        let paths = crate::engine::LayerPaths {
+            cache_id: &rw.mount_id,
+            layer_dir: &host_dir,
+            upperdir: &host_upper,
+            workdir: &host_work,
         };
-        if usage.errors > 0 && !usage.error_samples.is_empty() {
-            findings.warn(
-                "writable_layer_partly_unreadable",
-                format!(
-                    "container {id}: {} entries could not be read; first: {}",
-                    usage.errors,
-                    usage.error_samples.join("; ")
-                ),
-                Some(&host_dir.join("diff")),
-            );
-        }
-        for f in usage.top_files.iter().filter(|f| f.path_not_utf8) {
-            findings.warn(
-                "path_not_utf8",
-                format!("container {id}: a large file's name is not UTF-8; it is shown lossily as {}", f.path),
-                Some(&host_dir.join("diff")),
-            );
-        }
-        if usage.mount_points > 0 {
-            findings.info(
-                "writable_layer_has_mount_points",
-                format!(
-                    "container {id}: {} mount point(s) inside the writable layer were not crossed",
-                    usage.mount_points
-                ),
-                Some(&host_dir.join("diff")),
-            );
-        }
+        let lower_strings = lowerdirs.iter().map(|p| p.to_string_lossy().into_owned()).collect();
+        // Docker's own figure (SizeRw) is the apparent size.
+        let writable = crate::engine::writable_report(paths, lower_strings, usage, |u| u.apparent_bytes, id, findings);
         let live = by_upper.get(host_dir.join("diff").as_path()).copied();
         if let Some(i) = live {
             owned.insert(i);
@@ -365,16 +335,7 @@ pub(crate) fn join_containers(
                 Some(&host_dir.join("merged")),
             );
         }
-        c.writable = Some(WritableReport {
-            cache_id: rw.mount_id.clone(),
-            layer_dir: host_dir.to_string_lossy().into_owned(),
-            upperdir: host_dir.join("diff").to_string_lossy().into_owned(),
-            workdir: host_dir.join("work").to_string_lossy().into_owned(),
-            mergeddir: host_dir.join("merged").to_string_lossy().into_owned(),
-            lowerdirs: lowerdirs.iter().map(|p| p.to_string_lossy().into_owned()).collect(),
-            engine_bytes: usage.apparent_bytes,
-            usage,
-        });
+        c.writable = Some(writable);
         out.push(c);
     }
     out.sort_by(|a, b| {

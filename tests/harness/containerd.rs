@@ -161,20 +161,6 @@ impl Drop for Containerd {
         }
         processes::wait_gone(&leftovers, Duration::from_secs(5));
         let Some(tmp) = self.tmp.take() else { return };
-        match super::mounts::detach_all_under(&self.dir) {
-            Ok(remaining) if remaining.is_empty() => {
-                if let Err(e) = tmp.close() {
-                    eprintln!("harness: removing {}: {e}", self.dir.display());
-                }
-            }
-            Ok(remaining) => {
-                let kept = tmp.keep();
-                eprintln!("harness: keeping {}; still mounted below it: {remaining:?}", kept.display());
-            }
-            Err(e) => {
-                let kept = tmp.keep();
-                eprintln!("harness: keeping {}: {e}", kept.display());
-            }
-        }
+        super::remove_temp_dir(tmp, &self.dir);
     }
 }

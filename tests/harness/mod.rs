@@ -457,22 +457,7 @@ impl Engine {
         let Some(tmp) = self.tmp.take() else {
             return;
         };
-        match mounts::detach_all_under(&self.dir) {
-            Ok(remaining) if remaining.is_empty() => {
-                if let Err(e) = tmp.close() {
-                    eprintln!("harness: removing {}: {e}", self.dir.display());
-                }
-            }
-            Ok(remaining) => {
-                // Never let remove_dir_all walk into a mount: it could be a bind of a host directory.
-                let kept = tmp.keep();
-                eprintln!("harness: keeping {}; still mounted below it: {remaining:?}", kept.display());
-            }
-            Err(e) => {
-                let kept = tmp.keep();
-                eprintln!("harness: keeping {}: {e}", kept.display());
-            }
-        }
+        remove_temp_dir(tmp, &self.dir);
     }
 }
 
@@ -600,4 +585,25 @@ fn run_with_deadline(command: &mut Command, stdin: Option<&[u8]>, timeout: Durat
         let stderr = err.join().map_err(|_| join("stderr"))?.map_err(|e| format!("read stderr: {e}"))?;
         Ok(ClientOutcome { status, stdout, stderr, stdin_error })
     })
+}
+
+/// Removes an engine's temp dir once nothing is mounted below it: every mount under it is detached first
+/// (deepest first), and if any remains the directory is kept, since `remove_dir_all` must never walk into a
+/// mount (it could be a bind of a host directory).
+pub(crate) fn remove_temp_dir(tmp: tempfile::TempDir, dir: &Path) {
+    match mounts::detach_all_under(dir) {
+        Ok(remaining) if remaining.is_empty() => {
+            if let Err(e) = tmp.close() {
+                eprintln!("harness: removing {}: {e}", dir.display());
+            }
+        }
+        Ok(remaining) => {
+            let kept = tmp.keep();
+            eprintln!("harness: keeping {}; still mounted below it: {remaining:?}", kept.display());
+        }
+        Err(e) => {
+            let kept = tmp.keep();
+            eprintln!("harness: keeping {}: {e}", kept.display());
+        }
+    }
 }
