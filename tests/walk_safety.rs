@@ -259,7 +259,8 @@ fn entries_removed_or_moved_during_the_walk_are_errors_not_failures() {
     assert_eq!(usage.dirs, 1 + 3 + 1 + 60 + 1, "a and its three subdirectories, deep, 60 levels, side");
 
     // Level 3 moved away as well: now levels 3-7 cannot be reached from the top, so what was pending in
-    // them (`side`, below level 4) is given up as one error naming level 3, and the walk goes on.
+    // them (`side`, below level 4: subdirectories are visited in name order, `d` before `side`) is given up
+    // as one error naming level 3, and the walk goes on.
     let (_, upper) = layer(&engine, "churn2");
     let usage = walk_with_changes(&upper, &[chain(8), chain(3)]);
     assert_eq!(usage.errors, 3, "{:?}", usage.error_samples);

@@ -242,6 +242,36 @@ struct Frame {
 }
 
 impl Frame {
+    /// Puts the pending subdirectories in byte order of their names, to be visited first to last (they are
+    /// popped from the end). Listing order is the file system's hash order and statx runs in inode order;
+    /// neither is stable from one file system to the next, and the order of visits decides which entries
+    /// a concurrent rename or removal takes away. Name order makes a walk, its counts under churn and its
+    /// error samples the same on every host.
+    fn order_by_name(&mut self) {
+        if self.starts.len() < 2 {
+            return;
+        }
+        let names = &self.names;
+        let mut entries: Vec<&[u8]> = self
+            .starts
+            .iter()
+            .map(|&s| {
+                let s = s as usize;
+                let len = names[s..].iter().position(|&b| b == 0).map_or(names.len() - s, |n| n + 1);
+                &names[s..s + len]
+            })
+            .collect();
+        entries.sort_unstable_by(|a, b| b.cmp(a));
+        let mut sorted = Vec::with_capacity(names.len());
+        let mut starts = Vec::with_capacity(entries.len());
+        for e in entries {
+            starts.push(sorted.len() as u32);
+            sorted.extend_from_slice(e);
+        }
+        self.names = sorted;
+        self.starts = starts;
+    }
+
     fn pop_name(&mut self, out: &mut Vec<u8>) -> bool {
         let Some(start) = self.starts.pop() else { return false };
         out.clear();
@@ -339,6 +369,9 @@ impl Walker<'_, '_> {
         });
         if let Err(e) = self.list(raw, buf, root) {
             self.error(None, &e);
+        }
+        if let Some(top) = self.stack.last_mut() {
+            top.order_by_name();
         }
         if let Some(hook) = self.pool.after_list {
             hook(self.layer_index, &self.path);
