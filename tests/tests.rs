@@ -11,4 +11,5 @@ mod report_docker;
 mod run_cli;
 mod run_docker;
 mod storage_audit;
+mod systemd_unit;
 mod walk_safety;
