@@ -16,4 +16,5 @@ mod run_cli;
 mod run_docker;
 mod shipping;
 mod storage_audit;
+mod systemd_unit;
 mod walk_safety;

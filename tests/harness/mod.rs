@@ -14,7 +14,7 @@
 
 pub mod containerd;
 mod http;
-mod mounts;
+pub mod mounts;
 pub mod podman;
 mod processes;
 
@@ -57,6 +57,8 @@ pub struct Engine {
     tmp: Option<tempfile::TempDir>,
     dir: PathBuf,
     data_root: PathBuf,
+    /// The data root as dockerd names it: `data_root` unless [`EngineOptions::data_root_named`].
+    named_data_root: PathBuf,
     exec_root: PathBuf,
     socket: PathBuf,
     log: PathBuf,
@@ -64,6 +66,32 @@ pub struct Engine {
     daemon: Child,
     scratch_dirs: AtomicU32,
 }
+
+/// What [`Engine::start_with`] does beyond the defaults of [`Engine::start`].
+#[derive(Debug, Default, Clone)]
+pub struct EngineOptions {
+    /// Names the data root as a stock install does (`/var/lib/docker`): dockerd runs in a mount namespace
+    /// of its own where its temp data root is bind-mounted at this path, and is given this path as
+    /// `--data-root`, so its API and its overlay mounts say `/var/lib/docker/overlay2/…`. Nothing changes
+    /// at that path on the host; if it does not exist there, it is made in an overlay over its parent,
+    /// inside that namespace only. The engine's mounts stay in that namespace too.
+    pub data_root_named: Option<PathBuf>,
+}
+
+/// Run by `unshare --mount` as `sh -c SCRIPT sh DATA NAMED DIR DOCKERD ARGS…`: puts the data root at
+/// NAMED in the new mount namespace, then becomes dockerd (same pid, so the harness's signals reach it).
+const NAMED_ROOT_SCRIPT: &str = r#"set -e
+data=$1 named=$2 dir=$3
+shift 3
+if [ ! -d "$named" ]; then
+    parent=$(dirname "$named")
+    mkdir "$dir/named-upper" "$dir/named-work"
+    mount -t overlay overlay -o "lowerdir=$parent,upperdir=$dir/named-upper,workdir=$dir/named-work" "$parent"
+    mkdir "$named"
+fi
+mount --bind "$data" "$named"
+exec "$@"
+"#;
 
 impl Engine {
     /// Starts a private dockerd and waits until `GET /_ping` answers.
@@ -74,6 +102,11 @@ impl Engine {
     /// what was looked for. An engine that exists but does not come up is always an error, with the
     /// tail of its log.
     pub fn start() -> Result<Option<Engine>, String> {
+        Engine::start_with(EngineOptions::default())
+    }
+
+    /// [`Engine::start`] with [`EngineOptions`].
+    pub fn start_with(options: EngineOptions) -> Result<Option<Engine>, String> {
         let ci = std::env::var("CI").as_deref() == Ok("true");
         let dockerd = match find_dockerd() {
             Ok(path) => path,
@@ -116,12 +149,27 @@ impl Engine {
         let log_file = std::fs::File::create(&log).map_err(|e| format!("create {}: {e}", log.display()))?;
         let log_file_too = log_file.try_clone().map_err(|e| format!("dup the handle of {}: {e}", log.display()))?;
 
-        let mut command = Command::new(&dockerd);
+        let named_data_root = options.data_root_named.clone().unwrap_or_else(|| data_root.clone());
+        let mut command = match &options.data_root_named {
+            None => Command::new(&dockerd),
+            Some(named) => {
+                // The bind mount needs its source before dockerd would make it.
+                std::fs::create_dir(&data_root).map_err(|e| format!("create {}: {e}", data_root.display()))?;
+                let mut unshare = Command::new("unshare");
+                unshare
+                    .args(["--mount", "--propagation", "private", "--", "sh", "-c", NAMED_ROOT_SCRIPT, "sh"])
+                    .arg(&data_root)
+                    .arg(named)
+                    .arg(&dir)
+                    .arg(&dockerd);
+                unshare
+            }
+        };
         command
             .arg("--config-file")
             .arg(&daemon_config)
             .arg("--data-root")
-            .arg(&data_root)
+            .arg(&named_data_root)
             .arg("--exec-root")
             .arg(&exec_root)
             .arg("--pidfile")
@@ -148,13 +196,14 @@ impl Engine {
                 Ok(())
             });
         }
-        let daemon = command.spawn().map_err(|e| format!("spawn {}: {e}", dockerd.display()))?;
+        let daemon = command.spawn().map_err(|e| format!("spawn {:?}: {e}", command.get_program()))?;
 
         // From here on, Drop cleans up whatever happens, including a failed wait below.
         let mut engine = Engine {
             tmp: Some(tmp),
             dir,
             data_root,
+            named_data_root,
             exec_root,
             socket,
             log,
@@ -166,9 +215,16 @@ impl Engine {
         Ok(Some(engine))
     }
 
-    /// The engine's `--data-root`.
+    /// The engine's data root, as the host names it (its `--data-root`, unless started with
+    /// [`EngineOptions::data_root_named`]).
     pub fn data_root(&self) -> &Path {
         &self.data_root
+    }
+
+    /// The data root as the engine names it in its API and mounts: [`Engine::data_root`], unless
+    /// started with [`EngineOptions::data_root_named`].
+    pub fn named_data_root(&self) -> &Path {
+        &self.named_data_root
     }
 
     /// The engine's `--exec-root` (containerd's state and the runc state live below it).
