@@ -131,7 +131,8 @@ fn tcp_collector_down_for_ten_seconds_loses_only_what_was_dropped() {
     // sink was connected and had room for them. Back-off after ten seconds of failures may hold the next
     // attempt for up to half a minute, so wait for such a summary to arrive.
     let settled = |rx: &TcpReceiver| -> Option<(u64, Value)> {
-        let sent = by_sequence_owned(&read_events(&reference));
+        let events = read_events(&reference);
+        let sent = by_sequence(&events);
         rx.lines().iter().filter_map(|l| serde_json::from_str::<Value>(l).ok()).rev().find_map(|e| {
             let seq = e["event"]["sequence"].as_u64()?;
             if e["event"]["dataset"] != "ovlaudit.scan" || seq <= restarted_at {
@@ -168,10 +169,6 @@ fn tcp_collector_down_for_ten_seconds_loses_only_what_was_dropped() {
     assert!(dropped > 0, "a 10 s outage at one scan a second overflows a queue of 20");
     assert!(tcp["retried"].as_u64() > Some(0), "the batch in flight was sent again: {tcp}");
     assert_eq!(missing.len() as u64, dropped, "what is missing is exactly what the drop counter says: {missing:?}");
-}
-
-fn by_sequence_owned(events: &[Value]) -> BTreeMap<u64, Value> {
-    events.iter().filter_map(|e| Some((e["event"]["sequence"].as_u64()?, e.clone()))).collect()
 }
 
 #[test]

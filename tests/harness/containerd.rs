@@ -155,11 +155,7 @@ impl Drop for Containerd {
             dir_prefix: format!("{}/", self.dir.display()).into_bytes(),
             container_ids: Vec::new(),
         };
-        let leftovers = marks.find();
-        for &pid in &leftovers {
-            processes::kill_if(pid, |pid| marks.match_pid(pid));
-        }
-        processes::wait_gone(&leftovers, Duration::from_secs(5));
+        marks.kill_all();
         let Some(tmp) = self.tmp.take() else { return };
         super::remove_temp_dir(tmp, &self.dir);
     }

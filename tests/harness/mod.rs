@@ -495,15 +495,10 @@ impl Engine {
             dir_prefix: format!("{}/", self.dir.display()).into_bytes(),
             container_ids: processes::container_ids_in(&self.data_root.join("containers")),
         };
-        let leftovers = marks.find();
-        if leftovers.is_empty() {
-            return;
+        let (leftovers, survivors) = marks.kill_all();
+        if !leftovers.is_empty() {
+            eprintln!("harness: killed processes left by the engine in {}: {leftovers:?}", self.dir.display());
         }
-        eprintln!("harness: killing processes left by the engine in {}: {leftovers:?}", self.dir.display());
-        for &pid in &leftovers {
-            processes::kill_if(pid, |pid| marks.match_pid(pid));
-        }
-        let survivors = processes::wait_gone(&leftovers, Duration::from_secs(5));
         if !survivors.is_empty() {
             eprintln!("harness: still alive after SIGKILL: {survivors:?}");
         }

@@ -137,11 +137,7 @@ impl Drop for Podman {
             dir_prefix: format!("{}/", self.dir.display()).into_bytes(),
             container_ids: processes::container_ids_in(&self.dir.join("root/overlay-containers")),
         };
-        let leftovers = marks.find();
-        for &pid in &leftovers {
-            processes::kill_if(pid, |pid| marks.match_pid(pid));
-        }
-        processes::wait_gone(&leftovers, Duration::from_secs(5));
+        marks.kill_all();
         let Some(tmp) = self.tmp.take() else { return };
         super::remove_temp_dir(tmp, &self.dir);
     }

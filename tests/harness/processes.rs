@@ -35,6 +35,17 @@ impl EngineMarks {
     pub fn find(&self) -> Vec<u32> {
         live_pids().into_iter().filter(|&pid| self.match_pid(pid)).collect()
     }
+
+    /// SIGKILLs every live process that carries one of the marks and waits up to 5 s for them to go;
+    /// returns the pids that were found, and those still alive after the wait.
+    pub fn kill_all(&self) -> (Vec<u32>, Vec<u32>) {
+        let leftovers = self.find();
+        for &pid in &leftovers {
+            kill_if(pid, |pid| self.match_pid(pid));
+        }
+        let survivors = wait_gone(&leftovers, Duration::from_secs(5));
+        (leftovers, survivors)
+    }
 }
 
 /// Whether `pid` names a live, non-zombie process.
