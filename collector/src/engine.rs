@@ -12,8 +12,14 @@ use crate::mount_table::OverlayMount;
 use crate::mountinfo::MountEntry;
 use crate::report::{ContainerReport, EngineSource, ImageReport, MountLayer, Orphan};
 use crate::scan::ScanOptions;
+use crate::usage::{UsageError, WritableUsage};
+pub use crate::walk::LayerSpec;
 use std::collections::HashSet;
 use std::path::Path;
+
+/// The usages of one store's writable layers, in the order of its [`Engine::writable_layers`]; taking the
+/// next one waits for that layer's walk only.
+pub type Usages<'u> = &'u mut dyn Iterator<Item = Result<WritableUsage, UsageError>>;
 
 /// What every engine's audit reads besides its own store.
 #[derive(Debug, Clone, Copy)]
@@ -34,11 +40,17 @@ pub trait Engine {
     /// Where the store is, for `sources.engines`.
     fn source(&self) -> EngineSource;
 
-    /// Every container, running or not, its writable layer measured. Each overlay mount (an index into
-    /// `host.overlays`) that belongs to one of them is added to `owned`.
+    /// The writable layers of this store's containers, in the order [`Engine::containers`] takes their
+    /// usages. The audit walks them all in one pool, across every store, while it joins the records.
+    fn writable_layers(&self) -> Vec<LayerSpec>;
+
+    /// Every container, running or not, with its writable layer's usage: `usages` yields them in the
+    /// order of [`Engine::writable_layers`], each as soon as that layer is walked. Each overlay mount (an
+    /// index into `host.overlays`) that belongs to one of them is added to `owned`.
     fn containers(
         &self,
         host: &HostView<'_>,
+        usages: Usages<'_>,
         owned: &mut HashSet<usize>,
         findings: &mut Findings,
     ) -> Vec<ContainerReport>;

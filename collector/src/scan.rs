@@ -3,11 +3,12 @@
 //! about where the report goes.
 
 use crate::docker::{DockerRoot, DockerStore, StoreError};
-use crate::engine::{Engine, HostView};
+use crate::engine::{Engine, HostView, LayerSpec, Usages};
 use crate::finding::{Findings, Severity};
 use crate::mount_table::{read_mount_table, OverlayMount};
 use crate::report::*;
-use crate::usage::measure_writable_layers;
+use crate::usage::{OverlayXattrs, WritableUsage};
+use crate::walk::{worker_threads, Walk};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
@@ -116,14 +117,29 @@ pub fn scan(opts: &ScanOptions) -> Result<Report, ScanError> {
     let mut images = Vec::new();
     let mut owned: HashSet<usize> = HashSet::new();
     let (mut orphans, mut image_bytes) = (Vec::new(), 0);
-    for engine in &engines {
-        let mine = engine.containers(&host, &mut owned, &mut findings);
-        let (imgs, bytes) = engine.images(&mine, &mut findings);
-        images.extend(imgs);
-        image_bytes += bytes;
-        orphans.extend(engine.orphans(&host, &mut findings));
-        containers.extend(mine);
-    }
+    // Every store's writable layers are walked by one pool in the background while this thread joins
+    // the records, taking each layer's usage as it is needed: the metadata work costs no wall time beyond
+    // the walk's, and many small layers of several stores keep every walker busy.
+    let plans: Vec<Vec<LayerSpec>> = engines.iter().map(|e| e.writable_layers()).collect();
+    let counts: Vec<usize> = plans.iter().map(Vec::len).collect();
+    let walk = Walk::new(plans.into_iter().flatten().collect(), opts.top_files, None);
+    std::thread::scope(|s| {
+        walk.spawn_workers(s, worker_threads(opts.threads).min(walk.len()));
+        // Orphans need no usage: looked for first, while the walk is in its early layers.
+        for engine in &engines {
+            orphans.extend(engine.orphans(&host, &mut findings));
+        }
+        let mut first = 0;
+        for (engine, n) in engines.iter().zip(counts) {
+            let mut usages = (first..first + n).map(|i| walk.take(i));
+            first += n;
+            let mine = engine.containers(&host, &mut usages, &mut owned, &mut findings);
+            let (imgs, bytes) = engine.images(&mine, &mut findings);
+            images.extend(imgs);
+            image_bytes += bytes;
+            containers.extend(mine);
+        }
+    });
     if engines.len() > 1 {
         containers.sort_by(|a, b| {
             let size = |c: &ContainerReport| c.writable.as_ref().map_or(0, |w| w.usage.apparent_bytes);
@@ -198,17 +214,36 @@ fn severity_word(s: Severity) -> &'static str {
     }
 }
 
-/// Every container the data root knows, by its record or its read-write layer, joined with its live mount.
-pub(crate) fn join_containers(
-    store: &DockerStore,
-    overlays: &[OverlayMount],
-    owned: &mut HashSet<usize>,
-    opts: &ScanOptions,
-    findings: &mut Findings,
-) -> Vec<ContainerReport> {
+/// Every container id the data root knows, by its record or its read-write layer, in the order
+/// [`join_containers`] reports them.
+fn container_ids(store: &DockerStore) -> Vec<&String> {
     let mut ids: Vec<&String> = store.containers.keys().chain(store.layerdb.rw_layers.keys()).collect();
     ids.sort();
     ids.dedup();
+    ids
+}
+
+/// The upperdirs of the containers [`join_containers`] reports, in its order (`None`: no read-write layer).
+pub(crate) fn docker_writable_layers(store: &DockerStore) -> Vec<LayerSpec> {
+    container_ids(store)
+        .into_iter()
+        .map(|id| LayerSpec {
+            upperdir: store.layerdb.rw_layers.get(id).map(|rw| store.layer_dir(&rw.mount_id).join("diff")),
+            xattrs: OverlayXattrs::Trusted,
+        })
+        .collect()
+}
+
+/// Every container the data root knows, by its record or its read-write layer, joined with its live mount
+/// and with its writable layer's usage from `usages` (in the order of [`docker_writable_layers`]).
+pub(crate) fn join_containers(
+    store: &DockerStore,
+    overlays: &[OverlayMount],
+    usages: Usages<'_>,
+    owned: &mut HashSet<usize>,
+    findings: &mut Findings,
+) -> Vec<ContainerReport> {
+    let ids = container_ids(store);
 
     // Index live overlay mounts by their upperdir so each container finds its own in one look-up.
     let mut by_upper: HashMap<&Path, usize> = HashMap::new();
@@ -218,14 +253,10 @@ pub(crate) fn join_containers(
         }
     }
 
-    let upperdirs: Vec<Option<PathBuf>> = ids
-        .iter()
-        .map(|id| store.layerdb.rw_layers.get(*id).map(|rw| store.layer_dir(&rw.mount_id).join("diff")))
-        .collect();
-    let usages = measure_writable_layers(&upperdirs, opts.threads, opts.top_files);
-
     let mut out = Vec::with_capacity(ids.len());
-    for (id, usage) in ids.into_iter().zip(usages) {
+    // Each usage is taken as late as it can be, so the join of a container's records overlaps its walk.
+    let mut next_usage = || usages.next().unwrap_or_else(|| Ok(WritableUsage::default()));
+    for id in ids {
         let record = store.containers.get(id);
         let rw = store.layerdb.rw_layers.get(id);
         let config = match record {
@@ -267,6 +298,8 @@ pub(crate) fn join_containers(
                 format!("container {id} has no read-write layer in the layer database"),
                 Some(&store.root.path.join("image/overlay2/layerdb/mounts").join(id)),
             );
+            // No read-write layer, nothing was walked: skip its (empty) usage to stay in step.
+            let _ = next_usage();
             out.push(c);
             continue;
         };
@@ -310,7 +343,8 @@ pub(crate) fn join_containers(
         };
         let lower_strings = lowerdirs.iter().map(|p| p.to_string_lossy().into_owned()).collect();
         // Docker's own figure (SizeRw) is the apparent size.
-        let writable = crate::engine::writable_report(paths, lower_strings, usage, |u| u.apparent_bytes, id, findings);
+        let writable =
+            crate::engine::writable_report(paths, lower_strings, next_usage(), |u| u.apparent_bytes, id, findings);
         let live = by_upper.get(host_dir.join("diff").as_path()).copied();
         if let Some(i) = live {
             owned.insert(i);

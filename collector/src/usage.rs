@@ -141,14 +141,3 @@ pub fn measure_writable_layer(upperdir: &Path, xattrs: OverlayXattrs) -> Result<
     let mut all = measure_layers(&[Some(upperdir.to_path_buf())], opts, None);
     all.pop().unwrap_or_else(|| Ok(WritableUsage::default()))
 }
-
-/// Measures every layer in `upperdirs` (`None`: no layer, an empty usage) with `threads` workers (0: one
-/// per CPU) sharing directories across and within layers, keeping each layer's `top_files` largest files.
-/// Results are in the order of `upperdirs`.
-pub fn measure_writable_layers(
-    upperdirs: &[Option<PathBuf>],
-    threads: usize,
-    top_files: usize,
-) -> Vec<Result<WritableUsage, UsageError>> {
-    measure_layers(upperdirs, WalkOptions { threads, xattrs: OverlayXattrs::Trusted, top_files }, None)
-}

@@ -4,14 +4,14 @@
 use super::{ContainerdStore, SNAPSHOTTER};
 use crate::digest::chain_ids;
 use crate::engine::{
-    mount_report_with, mounts_by_upper, settle_orphans, writable_report, Engine, HostView, LayerPaths, OrphanCandidate,
+    mount_report_with, mounts_by_upper, settle_orphans, writable_report, Engine, HostView, LayerPaths, LayerSpec,
+    OrphanCandidate, Usages,
 };
 use crate::finding::Findings;
 use crate::report::{ContainerReport, EngineSource, ImageRef, ImageReport, LayerReport, MountLayer, Orphan};
-use crate::usage::OverlayXattrs;
-use crate::walk::{measure_layers, WalkOptions};
+use crate::usage::{OverlayXattrs, WritableUsage};
 use std::collections::{HashMap, HashSet};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// The key a backend key was made from: `<namespace>/<n>/<key>` → `<key>`.
 fn user_key(backend: &str) -> &str {
@@ -26,6 +26,28 @@ impl ContainerdStore {
         } else {
             "containerd"
         }
+    }
+
+    /// The containers with a writable overlayfs snapshot, every namespace's, in the order they are reported.
+    /// Containers made without a snapshot (Docker 20.10 gives its own containerd a ready root filesystem)
+    /// have no writable layer here: their engine reports them.
+    fn records(&self) -> Vec<(&String, &super::Container)> {
+        self.namespaces
+            .iter()
+            .flat_map(|(ns, space)| space.containers.values().map(move |c| (ns, c)))
+            .filter(|(_, c)| !c.snapshot_key.is_empty() && c.snapshotter == "overlayfs")
+            .collect()
+    }
+
+    /// Each record's writable snapshot, when the database has it.
+    fn snapshots_of(&self, records: &[(&String, &super::Container)]) -> Vec<Option<&super::Snapshot>> {
+        records
+            .iter()
+            .map(|(ns, c)| {
+                let (backend, _) = self.namespaces.get(*ns)?.snapshots.get(&c.snapshot_key)?;
+                self.snapshots.get(backend)
+            })
+            .collect()
     }
 
     /// ChainID → DiffID for an image target.
@@ -72,36 +94,31 @@ impl Engine for ContainerdStore {
         }
     }
 
+    fn writable_layers(&self) -> Vec<LayerSpec> {
+        let records = self.records();
+        self.snapshots_of(&records)
+            .iter()
+            .map(|s| LayerSpec {
+                upperdir: s.map(|s| self.snapshot_dir(s.id).join("fs")),
+                xattrs: OverlayXattrs::Trusted,
+            })
+            .collect()
+    }
+
     fn containers(
         &self,
         host: &HostView<'_>,
+        usages: Usages<'_>,
         owned: &mut HashSet<usize>,
         findings: &mut Findings,
     ) -> Vec<ContainerReport> {
-        // Containers made without a snapshot (Docker 20.10 gives its own containerd a ready root
-        // filesystem) have no writable layer here: their engine reports them.
-        let records: Vec<(&String, &super::Container)> = self
-            .namespaces
-            .iter()
-            .flat_map(|(ns, space)| space.containers.values().map(move |c| (ns, c)))
-            .filter(|(_, c)| !c.snapshot_key.is_empty() && c.snapshotter == "overlayfs")
-            .collect();
-        let snaps: Vec<Option<&super::Snapshot>> = records
-            .iter()
-            .map(|(ns, c)| {
-                let (backend, _) = self.namespaces.get(*ns)?.snapshots.get(&c.snapshot_key)?;
-                self.snapshots.get(backend)
-            })
-            .collect();
-        let upperdirs: Vec<Option<PathBuf>> =
-            snaps.iter().map(|s| s.map(|s| self.snapshot_dir(s.id).join("fs"))).collect();
-        let opts =
-            WalkOptions { threads: host.opts.threads, xattrs: OverlayXattrs::Trusted, top_files: host.opts.top_files };
-        let usages = measure_layers(&upperdirs, opts, None);
+        let records = self.records();
+        let snaps = self.snapshots_of(&records);
         let by_upper = mounts_by_upper(host.overlays);
 
         let mut out = Vec::new();
-        for (((ns, c), snap), usage) in records.into_iter().zip(snaps).zip(usages) {
+        for ((ns, c), snap) in records.into_iter().zip(snaps) {
+            let usage = usages.next().unwrap_or_else(|| Ok(WritableUsage::default()));
             let space = &self.namespaces[ns];
             let target = space.images.get(&c.image).cloned().unwrap_or_default();
             let diffs = self.diff_by_chain(&target);

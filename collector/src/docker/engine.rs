@@ -3,7 +3,7 @@
 //! [`super::logs`] and the orphans of [`super::orphans`].
 
 use super::DockerStore;
-use crate::engine::{Engine, HostView};
+use crate::engine::{Engine, HostView, LayerSpec, Usages};
 use crate::finding::Findings;
 use crate::report::{ContainerReport, EngineSource, ImageReport, MountLayer, Orphan};
 use crate::scan::under_root;
@@ -24,13 +24,18 @@ impl Engine for DockerStore {
         }
     }
 
+    fn writable_layers(&self) -> Vec<LayerSpec> {
+        crate::scan::docker_writable_layers(self)
+    }
+
     fn containers(
         &self,
         host: &HostView<'_>,
+        usages: Usages<'_>,
         owned: &mut HashSet<usize>,
         findings: &mut Findings,
     ) -> Vec<ContainerReport> {
-        let mut containers = crate::scan::join_containers(self, host.overlays, owned, host.opts, findings);
+        let mut containers = crate::scan::join_containers(self, host.overlays, usages, owned, findings);
         for c in &mut containers {
             if let Some(log) = &c.log_path {
                 c.log_bytes = Some(super::logs::log_bytes(&under_root(&host.opts.root, Path::new(log)), findings));

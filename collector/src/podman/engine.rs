@@ -5,14 +5,14 @@
 use super::PodmanStore;
 use crate::digest::chain_ids;
 use crate::engine::{
-    mount_report_with, mounts_by_upper, settle_orphans, writable_report, Engine, HostView, LayerPaths, OrphanCandidate,
+    mount_report_with, mounts_by_upper, settle_orphans, writable_report, Engine, HostView, LayerPaths, LayerSpec,
+    OrphanCandidate, Usages,
 };
 use crate::finding::Findings;
 use crate::report::{ContainerReport, EngineSource, ImageRef, ImageReport, LayerReport, MountLayer, Orphan};
-use crate::usage::OverlayXattrs;
-use crate::walk::{measure_layers, WalkOptions};
+use crate::usage::{OverlayXattrs, WritableUsage};
 use std::collections::{HashMap, HashSet};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 impl PodmanStore {
     fn image_layers(&self, top: Option<&str>) -> Vec<LayerReport> {
@@ -76,22 +76,25 @@ impl Engine for PodmanStore {
         }
     }
 
+    fn writable_layers(&self) -> Vec<LayerSpec> {
+        let xattrs = if self.rootless { OverlayXattrs::User } else { OverlayXattrs::Trusted };
+        self.containers
+            .values()
+            .map(|c| LayerSpec { upperdir: Some(self.path.join("overlay").join(&c.layer).join("diff")), xattrs })
+            .collect()
+    }
+
     fn containers(
         &self,
         host: &HostView<'_>,
+        usages: Usages<'_>,
         owned: &mut HashSet<usize>,
         findings: &mut Findings,
     ) -> Vec<ContainerReport> {
-        let records: Vec<_> = self.containers.values().collect();
-        let upperdirs: Vec<Option<PathBuf>> =
-            records.iter().map(|c| Some(self.path.join("overlay").join(&c.layer).join("diff"))).collect();
-        let xattrs = if self.rootless { OverlayXattrs::User } else { OverlayXattrs::Trusted };
-        let opts = WalkOptions { threads: host.opts.threads, xattrs, top_files: host.opts.top_files };
-        let usages = measure_layers(&upperdirs, opts, None);
         let by_upper = mounts_by_upper(host.overlays);
-
         let mut out = Vec::new();
-        for (c, usage) in records.into_iter().zip(usages) {
+        for c in self.containers.values() {
+            let usage = usages.next().unwrap_or_else(|| Ok(WritableUsage::default()));
             let meta: serde_json::Value = serde_json::from_str(&c.metadata).unwrap_or_default();
             let layer_dir = self.host_layer_dir(&c.layer);
             let upper = layer_dir.join("diff");
