@@ -8,7 +8,8 @@
 //! Environment: `OVLAUDIT_DISKUS` (the diskus binary; the script installs one), `OVLAUDIT_BENCH_RUNS`
 //! (timed runs per tool, default 7), `OVLAUDIT_BENCH_CONTAINERS` (default 20), `OVLAUDIT_BENCH_FILES`
 //! (small files per container, default 10000), `OVLAUDIT_BENCH_MILLION` (files in the big-layer scenario,
-//! default 1000000; 0 skips it).
+//! default 1000000; 0 skips it), `OVLAUDIT_BENCH_HOLD` (a file: keep the engine and workload after the
+//! table, the data root written there, until the file is removed).
 
 use crate::common::{container, OVLAUDIT};
 use crate::harness::Engine;
@@ -57,6 +58,80 @@ fn timed(cmd: &mut Command) -> Run {
     let mut stdout = Vec::new();
     out.read_to_end(&mut stdout).expect("read stdout");
     Run { wall, max_rss_kib: usage.ru_maxrss as u64, stdout }
+}
+
+/// The kernel's floor for this workload: `getdents64` and one `statx` per entry, nothing else (no
+/// accounting, no metadata, no process start), over `dirs` with `threads` threads taking whole
+/// directories. Returns the entries seen below the roots. ovlaudit cannot be faster than this with the
+/// same system calls; the benchmark prints it so the remaining gap is plain.
+fn bare_walk(dirs: &[PathBuf], threads: usize) -> u64 {
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt;
+    use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+    let next = AtomicUsize::new(0);
+    let entries = AtomicU64::new(0);
+    let open = |dirfd: libc::c_int, name: *const libc::c_char| {
+        // SAFETY: name is a NUL-terminated string that outlives the call.
+        unsafe { libc::openat(dirfd, name, libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC) }
+    };
+    std::thread::scope(|s| {
+        for _ in 0..threads {
+            s.spawn(|| {
+                let mut buf = vec![0u64; 8192];
+                let mut seen = 0;
+                while let Some(root) = dirs.get(next.fetch_add(1, Ordering::Relaxed)) {
+                    let root = CString::new(root.as_os_str().as_bytes()).expect("path without NUL");
+                    let mut stack = vec![open(libc::AT_FDCWD, root.as_ptr())];
+                    while let Some(fd) = stack.pop() {
+                        assert!(fd >= 0, "bare walk: open: {}", std::io::Error::last_os_error());
+                        loop {
+                            // SAFETY: buf is 64 KiB of writable, 8-byte aligned memory.
+                            let n = unsafe { libc::syscall(libc::SYS_getdents64, fd, buf.as_mut_ptr(), 65536) };
+                            if n <= 0 {
+                                break;
+                            }
+                            // SAFETY: the kernel wrote n bytes of linux_dirent64 records.
+                            let bytes = unsafe { std::slice::from_raw_parts(buf.as_ptr().cast::<u8>(), n as usize) };
+                            let mut off = 0;
+                            while off < bytes.len() {
+                                let reclen = u16::from_ne_bytes([bytes[off + 16], bytes[off + 17]]) as usize;
+                                let name = bytes[off + 19..].as_ptr().cast::<libc::c_char>();
+                                let dot = bytes[off + 19] == b'.'
+                                    && (bytes[off + 20] == 0 || (bytes[off + 20] == b'.' && bytes[off + 21] == 0));
+                                off += reclen;
+                                if dot {
+                                    continue;
+                                }
+                                let mut st = std::mem::MaybeUninit::<libc::statx>::uninit();
+                                // SAFETY: name is NUL-terminated inside buf; st is a valid out-pointer.
+                                let rc = unsafe {
+                                    libc::statx(
+                                        fd,
+                                        name,
+                                        libc::AT_SYMLINK_NOFOLLOW,
+                                        libc::STATX_BASIC_STATS,
+                                        st.as_mut_ptr(),
+                                    )
+                                };
+                                if rc != 0 {
+                                    continue;
+                                }
+                                seen += 1;
+                                // SAFETY: statx succeeded.
+                                if u32::from(unsafe { st.assume_init() }.stx_mode) & libc::S_IFMT == libc::S_IFDIR {
+                                    stack.push(open(fd, name));
+                                }
+                            }
+                        }
+                        // SAFETY: fd is ours.
+                        unsafe { libc::close(fd) };
+                    }
+                }
+                entries.fetch_add(seen, Ordering::Relaxed);
+            });
+        }
+    });
+    entries.into_inner()
 }
 
 fn median(mut v: Vec<Duration>) -> Duration {
@@ -146,11 +221,26 @@ fn bench_writable_layers() {
         ("du -sb <upperdirs>", Box::new(du)),
         ("diskus <upperdirs>", Box::new(disk)),
     ];
+    // The bare walk must see every entry ovlaudit counted, or it is not the floor of the same work.
+    let upper_paths: Vec<PathBuf> = upperdirs.iter().map(PathBuf::from).collect();
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let counted: u64 = report["containers"]
+        .as_array()
+        .expect("containers")
+        .iter()
+        .map(|c| {
+            let w = &c["writable"];
+            ["files", "dirs", "symlinks", "whiteouts", "other"].iter().map(|k| w[*k].as_u64().unwrap_or(0)).sum::<u64>()
+        })
+        .sum();
+    assert_eq!(bare_walk(&upper_paths, cpus), counted, "the bare walk sees the entries ovlaudit counted");
+
     // Warm the cache with one untimed run of each, then interleave the timed runs.
     for (_, make) in &tools {
         timed(&mut make());
     }
     let mut times: Vec<Vec<Duration>> = vec![Vec::new(); tools.len()];
+    let mut floor = Vec::new();
     let mut ovl_rss = 0;
     for _ in 0..runs {
         for (i, (_, make)) in tools.iter().enumerate() {
@@ -160,8 +250,12 @@ fn bench_writable_layers() {
             }
             times[i].push(r.wall);
         }
+        let started = Instant::now();
+        bare_walk(&upper_paths, cpus);
+        floor.push(started.elapsed());
     }
     let medians: Vec<Duration> = times.into_iter().map(median).collect();
+    let floor = median(floor);
 
     let mut million_line = String::from("1M-file scenario skipped (OVLAUDIT_BENCH_MILLION=0)");
     if million > 0 {
@@ -197,12 +291,29 @@ fn bench_writable_layers() {
     for ((name, _), m) in tools.iter().zip(&medians) {
         println!("  {name:<44} {:>12}", ms(*m));
     }
+    println!("  {:<44} {:>12}", format!("bare getdents64+statx walk, {cpus} threads (*)"), ms(floor));
     println!();
     let ratio = |a: Duration, b: Duration| a.as_secs_f64() / b.as_secs_f64();
     println!("  ovlaudit / engine API : {:.3}  (target <= 0.25)", ratio(medians[0], medians[1]));
     println!("  ovlaudit / diskus     : {:.3}  (target <= 1.0)", ratio(medians[0], medians[3]));
     println!("  ovlaudit / du -sb     : {:.3}", ratio(medians[0], medians[2]));
+    println!("  ovlaudit / bare walk  : {:.3}", ratio(medians[0], floor));
+    println!("  bare walk / engine API: {:.3}", ratio(floor, medians[1]));
     println!("  ovlaudit peak RSS     : {:.1} MiB", ovl_rss as f64 / 1024.0);
     println!("  {million_line}  (target <= 32 MiB)");
     println!("  sizes: ovlaudit's apparent_bytes equal the engine's SizeRw for all {containers} containers");
+    println!(
+        "  (*) the kernel's floor for this work, run inside the benchmark (no process start): one getdents64 \
+         per directory batch and one statx per entry, no accounting"
+    );
+
+    // For profiling: keep the engine and its workload until the given file is removed.
+    if let Some(hold) = std::env::var_os("OVLAUDIT_BENCH_HOLD") {
+        let hold = PathBuf::from(hold);
+        std::fs::write(&hold, format!("{}\n", engine.data_root().display())).expect("write the hold file");
+        eprintln!("bench: holding the workload (data root in {}); remove that file to stop", hold.display());
+        while hold.exists() {
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
 }
