@@ -21,6 +21,11 @@ use std::path::Path;
 /// next one waits for that layer's walk only.
 pub type Usages<'u> = &'u mut dyn Iterator<Item = Result<WritableUsage, UsageError>>;
 
+/// The next layer's usage from `usages`; an empty usage if an engine takes more than it listed.
+pub fn next_usage(usages: Usages<'_>) -> Result<WritableUsage, UsageError> {
+    usages.next().unwrap_or_else(|| Ok(WritableUsage::default()))
+}
+
 /// What every engine's audit reads besides its own store.
 #[derive(Debug, Clone, Copy)]
 pub struct HostView<'a> {

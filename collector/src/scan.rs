@@ -3,11 +3,11 @@
 //! about where the report goes.
 
 use crate::docker::{DockerRoot, DockerStore, StoreError};
-use crate::engine::{Engine, HostView, LayerSpec, Usages};
+use crate::engine::{next_usage, Engine, HostView, LayerSpec, Usages};
 use crate::finding::{Findings, Severity};
 use crate::mount_table::{read_mount_table, OverlayMount};
 use crate::report::*;
-use crate::usage::{OverlayXattrs, WritableUsage};
+use crate::usage::OverlayXattrs;
 use crate::walk::{worker_threads, Walk};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -255,7 +255,6 @@ pub(crate) fn join_containers(
 
     let mut out = Vec::with_capacity(ids.len());
     // Each usage is taken as late as it can be, so the join of a container's records overlaps its walk.
-    let mut next_usage = || usages.next().unwrap_or_else(|| Ok(WritableUsage::default()));
     for id in ids {
         let record = store.containers.get(id);
         let rw = store.layerdb.rw_layers.get(id);
@@ -299,7 +298,7 @@ pub(crate) fn join_containers(
                 Some(&store.root.path.join("image/overlay2/layerdb/mounts").join(id)),
             );
             // No read-write layer, nothing was walked: skip its (empty) usage to stay in step.
-            let _ = next_usage();
+            let _ = next_usage(usages);
             out.push(c);
             continue;
         };
@@ -343,8 +342,14 @@ pub(crate) fn join_containers(
         };
         let lower_strings = lowerdirs.iter().map(|p| p.to_string_lossy().into_owned()).collect();
         // Docker's own figure (SizeRw) is the apparent size.
-        let writable =
-            crate::engine::writable_report(paths, lower_strings, next_usage(), |u| u.apparent_bytes, id, findings);
+        let writable = crate::engine::writable_report(
+            paths,
+            lower_strings,
+            next_usage(usages),
+            |u| u.apparent_bytes,
+            id,
+            findings,
+        );
         let live = by_upper.get(host_dir.join("diff").as_path()).copied();
         if let Some(i) = live {
             owned.insert(i);

@@ -4,12 +4,12 @@
 use super::{ContainerdStore, SNAPSHOTTER};
 use crate::digest::chain_ids;
 use crate::engine::{
-    mount_report_with, mounts_by_upper, settle_orphans, writable_report, Engine, HostView, LayerPaths, LayerSpec,
-    OrphanCandidate, Usages,
+    mount_report_with, mounts_by_upper, next_usage, settle_orphans, writable_report, Engine, HostView, LayerPaths,
+    LayerSpec, OrphanCandidate, Usages,
 };
 use crate::finding::Findings;
 use crate::report::{ContainerReport, EngineSource, ImageRef, ImageReport, LayerReport, MountLayer, Orphan};
-use crate::usage::{OverlayXattrs, WritableUsage};
+use crate::usage::OverlayXattrs;
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
@@ -118,7 +118,7 @@ impl Engine for ContainerdStore {
 
         let mut out = Vec::new();
         for ((ns, c), snap) in records.into_iter().zip(snaps) {
-            let usage = usages.next().unwrap_or_else(|| Ok(WritableUsage::default()));
+            let usage = next_usage(usages);
             let space = &self.namespaces[ns];
             let target = space.images.get(&c.image).cloned().unwrap_or_default();
             let diffs = self.diff_by_chain(&target);

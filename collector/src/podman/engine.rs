@@ -5,12 +5,12 @@
 use super::PodmanStore;
 use crate::digest::chain_ids;
 use crate::engine::{
-    mount_report_with, mounts_by_upper, settle_orphans, writable_report, Engine, HostView, LayerPaths, LayerSpec,
-    OrphanCandidate, Usages,
+    mount_report_with, mounts_by_upper, next_usage, settle_orphans, writable_report, Engine, HostView, LayerPaths,
+    LayerSpec, OrphanCandidate, Usages,
 };
 use crate::finding::Findings;
 use crate::report::{ContainerReport, EngineSource, ImageRef, ImageReport, LayerReport, MountLayer, Orphan};
-use crate::usage::{OverlayXattrs, WritableUsage};
+use crate::usage::OverlayXattrs;
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
@@ -94,7 +94,7 @@ impl Engine for PodmanStore {
         let by_upper = mounts_by_upper(host.overlays);
         let mut out = Vec::new();
         for c in self.containers.values() {
-            let usage = usages.next().unwrap_or_else(|| Ok(WritableUsage::default()));
+            let usage = next_usage(usages);
             let meta: serde_json::Value = serde_json::from_str(&c.metadata).unwrap_or_default();
             let layer_dir = self.host_layer_dir(&c.layer);
             let upper = layer_dir.join("diff");
