@@ -2,13 +2,9 @@
 //! API (`/containers/json?size=1`, `/containers/<id>/json`, `/images/<id>/json`) and with `du`.
 
 use crate::common::{chain_ids_by_sha256sum, container, du_allocated, report_json};
-use crate::harness::Engine;
+use crate::harness::{start_engine, Engine};
 use serde_json::Value;
 use std::collections::BTreeSet;
-
-fn start_engine() -> Option<Engine> {
-    Engine::start().unwrap_or_else(|e| panic!("cannot start a private dockerd: {e}"))
-}
 
 fn str_list(v: &Value) -> Vec<String> {
     v.as_array().map(|a| a.iter().filter_map(|s| s.as_str().map(str::to_owned)).collect()).unwrap_or_default()

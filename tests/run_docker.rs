@@ -3,18 +3,22 @@
 //! running inside a container with the host at /host. Container ids and states come from the engine's API.
 
 use crate::agent::{empty_config, public_copy_of_binary, Agent, NotifyListener, PrivateMountNs};
-use crate::harness::Engine;
+use crate::harness::{start_engine, Engine};
 use serde_json::Value;
 use std::collections::BTreeSet;
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-fn start_engine() -> Option<Engine> {
-    Engine::start().unwrap_or_else(|e| panic!("cannot start a private dockerd: {e}"))
-}
-
 fn data_root(engine: &Engine) -> String {
     engine.data_root().to_str().expect("utf-8").to_owned()
+}
+
+/// `ovlaudit run` on `engine` with the mount table of a private mount namespace, an hour between scans.
+fn agent_in_namespace(config: &str, engine: &Engine, proc_dir: &Path, env: &[(&str, &str)]) -> Agent {
+    let root = data_root(engine);
+    let proc_dir = proc_dir.to_str().expect("utf-8");
+    Agent::start(&["--config", config, "--docker-root", &root, "--proc", proc_dir, "--interval", "1h"], env)
 }
 
 /// The ids of the containers the engine lists (all states).
@@ -93,19 +97,7 @@ fn a_burst_of_50_container_starts_costs_at_most_3_scans() {
     let dir = tempfile::tempdir().expect("tempdir");
     let config = empty_config(dir.path());
     let proc_dir = ns.proc_dir();
-    let agent = Agent::start(
-        &[
-            "--config",
-            &config,
-            "--docker-root",
-            &data_root(&engine),
-            "--proc",
-            proc_dir.to_str().expect("utf-8"),
-            "--interval",
-            "1h",
-        ],
-        &[],
-    );
+    let agent = agent_in_namespace(&config, &engine, &proc_dir, &[]);
     agent.wait_until(Duration::from_secs(20), "the first scan", |s| s.len() == 1);
 
     let t0 = Instant::now();
@@ -149,17 +141,10 @@ fn idle_for_60_s_costs_no_scan_and_under_a_tenth_of_a_cpu_second() {
     let config = empty_config(dir.path());
     let notify = NotifyListener::bind(dir.path());
     let proc_dir = ns.proc_dir();
-    let agent = Agent::start(
-        &[
-            "--config",
-            &config,
-            "--docker-root",
-            &data_root(&engine),
-            "--proc",
-            proc_dir.to_str().expect("utf-8"),
-            "--interval",
-            "1h",
-        ],
+    let agent = agent_in_namespace(
+        &config,
+        &engine,
+        &proc_dir,
         &[("NOTIFY_SOCKET", notify.path.to_str().expect("utf-8")), ("WATCHDOG_USEC", "10000000")],
     );
     let first = agent.wait_until(Duration::from_secs(20), "the first scan", |s| s.len() == 1);

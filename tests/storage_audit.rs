@@ -3,17 +3,13 @@
 //! make them on the engine's own data root, and corrupt metadata that must be named without hiding the rest.
 
 use crate::common::{container, du_allocated, ovlaudit};
-use crate::harness::Engine;
+use crate::harness::{start_engine, Engine};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-
-fn start_engine() -> Option<Engine> {
-    Engine::start().unwrap_or_else(|e| panic!("cannot start a private dockerd: {e}"))
-}
 
 /// `ovlaudit report --format json` on the engine's data root with extra flags.
 fn report(engine: &Engine, extra: &[&str]) -> Value {

@@ -4,7 +4,7 @@
 //! from `du`, or by hand from what the test wrote.
 
 use crate::common::{container, du_allocated, ovlaudit, report_json, OVLAUDIT};
-use crate::harness::Engine;
+use crate::harness::{start_engine, Engine};
 use collector::walk::{measure_layers, WalkOptions};
 use serde_json::Value;
 use std::ffi::CString;
@@ -12,10 +12,6 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-
-fn start_engine() -> Option<Engine> {
-    Engine::start().unwrap_or_else(|e| panic!("cannot start a private dockerd: {e}"))
-}
 
 /// A container's id and its upperdir as the engine reports them.
 fn layer(engine: &Engine, name: &str) -> (String, PathBuf) {

@@ -93,6 +93,12 @@ mount --bind "$data" "$named"
 exec "$@"
 "#;
 
+/// [`Engine::start`] for a test: `None` when the engine is unavailable outside CI (the skip is printed);
+/// a failure to start panics with the cause.
+pub fn start_engine() -> Option<Engine> {
+    Engine::start().unwrap_or_else(|e| panic!("cannot start a private dockerd: {e}"))
+}
+
 impl Engine {
     /// Starts a private dockerd and waits until `GET /_ping` answers.
     ///
