@@ -70,6 +70,13 @@ pub trait Engine {
 
     /// The layer at `host_path` (a lowerdir of a mount no container claimed), when this store has it.
     fn identify_layer(&self, host_path: &Path) -> Option<MountLayer>;
+
+    /// The directory (host path) this engine mounts from when it gives the kernel relative layer paths
+    /// (Docker's `<root>/overlay2`, containers-storage's `<root>/overlay`); `None` when it never does so
+    /// relative to a fixed directory (containerd anchors on its absolute upperdir).
+    fn relative_layer_base(&self) -> Option<std::path::PathBuf> {
+        None
+    }
 }
 
 /// Every path a live mount uses: mountpoints, upperdirs, workdirs, lowerdirs, data-only layers. An orphan
@@ -168,6 +175,8 @@ pub fn mount_report_with(
         .collect();
     crate::report::MountReport {
         mountpoint: text(&m.entry.mount_point),
+        mountpoints: m.mount_points.iter().map(|p| text(p)).collect(),
+        device: m.device(),
         mount_id: m.entry.mount_id,
         upperdir: m.layers.upper.as_deref().map(text),
         workdir: m.layers.work.as_deref().map(text),

@@ -60,7 +60,7 @@ impl MountEntry {
 }
 
 /// One comma-separated mount option, octal escapes decoded.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct MountOption {
     /// The name: everything before the first `=` (`lowerdir`, `lowerdir+`, `relatime`).
     pub key: String,

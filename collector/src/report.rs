@@ -170,8 +170,17 @@ pub struct LayerReport {
 /// An overlay mount from the mount table, its layer paths resolved.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct MountReport {
-    /// Where it is mounted.
+    /// Where it is mounted: the engine's own mount point (`…/merged`) when the mount is seen there, else
+    /// the first of `mountpoints`.
     pub mountpoint: String,
+    /// Every mount point where this overlay (one superblock) is seen, in mount table order: copies made
+    /// by propagation (a container holding the host's data root, a shared root, `--rbind`) and the
+    /// agent's own root when it runs in the container it audits.
+    #[serde(default)]
+    pub mountpoints: Vec<String>,
+    /// The superblock's device, `major:minor` as the mount table writes it (null from `/proc/mounts`).
+    #[serde(default)]
+    pub device: Option<String>,
     /// The kernel's mount id (null when read from `/proc/mounts`).
     pub mount_id: Option<u32>,
     /// The upper layer, absolute; null for a read-only overlay.
@@ -271,8 +280,11 @@ pub struct Totals {
     pub writable_allocated_bytes: u64,
     /// Images.
     pub images: u64,
-    /// Overlay mounts in the mount table.
+    /// Overlay mounts in the mount table, one per superblock however many mount points show it.
     pub overlay_mounts: u64,
+    /// Mount points of those overlay mounts (copies included).
+    #[serde(default)]
+    pub overlay_mount_points: u64,
     /// Overlay mounts that belong to no known container.
     pub unowned_mounts: u64,
     /// Bytes of every distinct image layer, each counted once (`LayersSize` in `GET /system/df`).

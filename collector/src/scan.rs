@@ -5,7 +5,7 @@
 use crate::docker::{DockerRoot, DockerStore, StoreError};
 use crate::engine::{next_usage, Engine, HostView, LayerSpec, Usages};
 use crate::finding::{Findings, Severity};
-use crate::mount_table::{read_mount_table, OverlayMount};
+use crate::mount_table::{read_mount_table, LayerAnchors, OverlayMount};
 use crate::report::*;
 use crate::usage::OverlayXattrs;
 use crate::walk::{worker_threads, Walk};
@@ -82,7 +82,6 @@ pub fn scan(opts: &ScanOptions) -> Result<Report, ScanError> {
     let mut findings = Findings::default();
 
     let table = read_mount_table(&under_root(&opts.root, &opts.proc_dir), &mut findings);
-    let overlays: Vec<OverlayMount> = table.as_ref().map(|t| t.overlays(&mut findings)).unwrap_or_default();
 
     let others = crate::engine::open_engines(opts, &mut findings)?;
     let root = DockerRoot { path: under_root(&opts.root, &opts.docker_root), host_path: opts.docker_root.clone() };
@@ -110,6 +109,12 @@ pub fn scan(opts: &ScanOptions) -> Result<Report, ScanError> {
         engines.push(s);
     }
     engines.extend(others.iter().map(|e| e.as_ref()));
+    // Overlays are read once the stores are known: their directories anchor relative layer paths that
+    // no copy of a mount anchors on its own.
+    let exists = |p: &Path| under_root(&opts.root, p).symlink_metadata().is_ok();
+    let anchors =
+        LayerAnchors { dirs: engines.iter().filter_map(|e| e.relative_layer_base()).collect(), exists: &exists };
+    let overlays: Vec<OverlayMount> = table.as_ref().map(|t| t.overlays(&anchors, &mut findings)).unwrap_or_default();
     let entries = table.as_ref().map_or(&[][..], |t| t.entries.as_slice());
     let host = HostView { opts, mounts: entries, overlays: &overlays };
 
@@ -178,6 +183,7 @@ pub fn scan(opts: &ScanOptions) -> Result<Report, ScanError> {
             .sum(),
         images: images.len() as u64,
         overlay_mounts: overlays.len() as u64,
+        overlay_mount_points: overlays.iter().map(|m| m.mount_points.len() as u64).sum(),
         unowned_mounts: unowned_mounts.len() as u64,
         image_bytes,
         orphans: orphans.len() as u64,
@@ -394,6 +400,7 @@ pub(crate) fn mount_report(m: &OverlayMount, store: Option<&DockerStore>, findin
     };
     let mut layers = Vec::new();
     let mut lowerdirs = Vec::new();
+    let mut unresolved: Vec<&Path> = Vec::new();
     for p in &m.layers.lower {
         let cache_id = store.and_then(|s| s.cache_id_of(p));
         let resolved = match (&cache_id, store) {
@@ -401,14 +408,7 @@ pub(crate) fn mount_report(m: &OverlayMount, store: Option<&DockerStore>, findin
             _ => p.clone(),
         };
         if cache_id.is_none() && store.is_some_and(|s| p.starts_with(s.root.host_path.join("overlay2"))) {
-            findings.error(
-                "lowerdir_unresolved",
-                format!(
-                    "lower layer of the mount at {} does not resolve to a layer directory",
-                    m.entry.mount_point.display()
-                ),
-                Some(p),
-            );
+            unresolved.push(p);
         }
         let image_layer = cache_id
             .as_ref()
@@ -430,8 +430,25 @@ pub(crate) fn mount_report(m: &OverlayMount, store: Option<&DockerStore>, findin
             role: role.to_owned(),
         });
     }
+    if let Some(first) = unresolved.first() {
+        // One finding for the mount, however many of its layers are missing.
+        let samples: Vec<String> = unresolved.iter().take(3).map(|p| p.to_string_lossy().into_owned()).collect();
+        findings.error(
+            "lowerdir_unresolved",
+            format!(
+                "{} of the {} lower layers of the mount at {} do not resolve to a layer directory of the data root; e.g. {}",
+                unresolved.len(),
+                m.layers.lower.len(),
+                m.entry.mount_point.display(),
+                samples.join(", ")
+            ),
+            Some(first),
+        );
+    }
     MountReport {
         mountpoint: text(&m.entry.mount_point, findings),
+        mountpoints: m.mount_points.iter().map(|p| text(p, findings)).collect(),
+        device: m.device(),
         mount_id: m.entry.mount_id,
         upperdir: m.layers.upper.as_deref().map(|p| text(p, findings)),
         workdir: m.layers.work.as_deref().map(|p| text(p, findings)),

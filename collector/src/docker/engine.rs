@@ -68,4 +68,8 @@ impl Engine for DockerStore {
             role: role.to_owned(),
         })
     }
+
+    fn relative_layer_base(&self) -> Option<std::path::PathBuf> {
+        Some(self.root.host_path.join("overlay2"))
+    }
 }

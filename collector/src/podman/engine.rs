@@ -76,6 +76,10 @@ impl Engine for PodmanStore {
         }
     }
 
+    fn relative_layer_base(&self) -> Option<std::path::PathBuf> {
+        Some(self.host_path.join("overlay"))
+    }
+
     fn writable_layers(&self) -> Vec<LayerSpec> {
         let xattrs = if self.rootless { OverlayXattrs::User } else { OverlayXattrs::Trusted };
         self.containers
