@@ -233,14 +233,9 @@ fn works_as_nobody_with_only_cap_dac_read_search() {
     assert!(!agent.log().contains("cannot watch"), "{}", agent.log());
 }
 
-/// The README's `docker run` line: the agent in a container with the host's / read-only at /host and the
-/// host's PID namespace, built into an image from the binary and the libraries `ldd` names.
-#[test]
-fn runs_in_a_container_with_the_host_at_slash_host() {
-    let Some(engine) = start_engine() else { return };
-    engine.import_busybox("bb:1");
-    let id1 = engine.docker(&["run", "-d", "--name", "c1", "bb:1", "sleep", "300"]);
-
+/// Imports an image `name` made of the ovlaudit binary at `/usr/local/bin/ovlaudit` and the libraries `ldd`
+/// names (and busybox's `sh`, `sleep`, `echo`, `cat` when `with_busybox`): the tests have no registry.
+pub(crate) fn import_agent_image(engine: &Engine, name: &str, with_busybox: bool) {
     let image = tempfile::tempdir().expect("tempdir");
     let put = |from: &str, to: &str| {
         let dest = image.path().join(to.trim_start_matches('/'));
@@ -256,8 +251,26 @@ fn runs_in_a_container_with_the_host_at_slash_host() {
             put(path, path);
         }
     }
+    if with_busybox {
+        // A shell for `RUN` steps and `sleep`; `ovlaudit` stays the binary at /usr/local/bin.
+        put(crate::harness::BUSYBOX, "/bin/busybox");
+        for applet in ["sh", "sleep", "echo", "cat"] {
+            std::os::unix::fs::symlink("busybox", image.path().join("bin").join(applet)).expect("symlink");
+        }
+    }
     let tar = Command::new("tar").arg("-C").arg(image.path()).args(["-c", "."]).output().expect("tar");
-    engine.docker_stdin(&["import", "-", "ovlaudit"], &tar.stdout);
+    engine.docker_stdin(&["import", "-", name], &tar.stdout);
+}
+
+/// The README's `docker run` line: the agent in a container with the host's / read-only at /host and the
+/// host's PID namespace, built into an image from the binary and the libraries `ldd` names.
+#[test]
+fn runs_in_a_container_with_the_host_at_slash_host() {
+    let Some(engine) = start_engine() else { return };
+    engine.import_busybox("bb:1");
+    let id1 = engine.docker(&["run", "-d", "--name", "c1", "bb:1", "sleep", "300"]);
+
+    import_agent_image(&engine, "ovlaudit", false);
 
     let root = data_root(&engine);
     // The README's line, read from the README, with the test engine's data root and an hour's interval added.

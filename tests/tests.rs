@@ -8,6 +8,7 @@ mod events;
 mod harness;
 mod harness_smoke;
 mod lab;
+mod propagation;
 mod report_cli;
 mod report_docker;
 mod report_engines;

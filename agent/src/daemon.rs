@@ -300,14 +300,28 @@ impl Daemon {
         }
     }
 
+    /// Logs the error findings the previous scan did not have: the first few of each code one per line,
+    /// the rest of that code as one line with their number, so the log of a scan is bounded by the number
+    /// of codes (the journal drops a service's lines past its rate limit).
     fn log_new_errors(&mut self, report: &Report) {
+        const PER_CODE: usize = 3;
         let mut now = HashSet::new();
+        let mut logged: std::collections::BTreeMap<&str, (usize, u64)> = std::collections::BTreeMap::new();
         for f in report.findings.iter().filter(|f| f.severity == Severity::Error) {
             let key = (f.code.clone(), f.path.clone());
             if !self.known_errors.contains(&key) {
-                tracing::warn!("{}: {}", f.code, f.message);
+                let (lines, more) = logged.entry(f.code.as_str()).or_default();
+                if *lines < PER_CODE {
+                    *lines += 1;
+                    tracing::warn!("{}: {}", f.code, f.message);
+                } else {
+                    *more += f.count.unwrap_or(1);
+                }
             }
             now.insert(key);
+        }
+        for (code, (_, more)) in logged.into_iter().filter(|(_, (_, more))| *more > 0) {
+            tracing::warn!("{code}: {more} more new error(s) of this code; see the scan's findings");
         }
         self.known_errors = now;
     }

@@ -125,6 +125,13 @@ fn containers(out: &mut impl Write, r: &Report, exact: bool) -> io::Result<()> {
         writeln!(out, "Overlay mounts not owned by a known container:")?;
         for m in &r.unowned_mounts {
             writeln!(out, "  {} (mount id {})", safe(&m.mountpoint), m.mount_id.map_or("-".into(), |i| i.to_string()))?;
+            let mut shown = vec![&m.mountpoint];
+            for other in &m.mountpoints {
+                if !shown.contains(&other) {
+                    writeln!(out, "    also at {}", safe(other))?;
+                    shown.push(other);
+                }
+            }
             if let Some(u) = &m.upperdir {
                 writeln!(out, "    upper  {}", safe(u))?;
             }
@@ -152,6 +159,9 @@ fn findings(out: &mut impl Write, r: &Report) -> io::Result<()> {
                 write!(out, " ({})", safe(p))?;
             }
             writeln!(out)?;
+            if !f.samples.is_empty() {
+                writeln!(out, "          e.g. {}", safe(&f.samples.join(", ")))?;
+            }
         }
     }
     Ok(())
