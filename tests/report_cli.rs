@@ -265,3 +265,67 @@ fn help_and_version() {
     let out = ovlaudit(&["--version"]);
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), format!("ovlaudit {}", env!("CARGO_PKG_VERSION")));
 }
+
+/// One superblock seen at three mount points (the engine's, a container's own root, a nested copy) is one
+/// mount owned by its container; a mount whose 30 layers are all missing from the data root is one finding
+/// naming the count, and a code met more often than the bound folds into one summary with its count.
+#[test]
+fn copies_of_a_mount_are_one_mount_and_missing_layers_one_finding() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    docker_fixture(tmp.path());
+    let options = format!("rw,lowerdir=l/GOODSHORTI:l/BASESHORT,upperdir={GOOD_RW}/diff,workdir={GOOD_RW}/work");
+    let merged = format!("/var/lib/docker/overlay2/{GOOD_RW}/merged");
+    let gone: Vec<String> = (0..30).map(|i| format!("/var/lib/docker/overlay2/l/GONE{i:02}")).collect();
+    let mut text = format!(
+        "60 1 0:39 / / rw,relatime master:2 - overlay overlay {options}\n\
+         22 60 0:21 / /srv rw,relatime shared:1 - ext4 /dev/vda rw\n\
+         48 22 0:39 / {merged} rw,relatime shared:2 - overlay overlay {options}\n\
+         61 22 0:39 / /srv/copy{merged} rw,relatime master:2 - overlay overlay {options}\n\
+         70 22 0:41 / /mnt/broken rw,relatime - overlay none ro,lowerdir={}\n",
+        gone.join(":")
+    );
+    for i in 0..12 {
+        text.push_str(&format!(
+            "{} 22 0:{} / /mnt/more{i} rw,relatime - overlay none ro,lowerdir=/var/lib/docker/overlay2/l/NONE{i}\n",
+            80 + i,
+            50 + i
+        ));
+    }
+    write(&tmp.path().join("proc/1/mountinfo"), &text);
+    let (r, _) = report(tmp.path());
+
+    let m = &container(&r, GOOD)["mount"];
+    assert_eq!(m["mountpoint"], merged.as_str(), "named by the engine's own mount point");
+    assert_eq!(m["mountpoints"], serde_json::json!(["/", merged, format!("/srv/copy{merged}")]));
+    assert_eq!(m["device"], "0:39");
+    assert_eq!(m["lowerdirs"][1], format!("/var/lib/docker/overlay2/{BASE}/diff"));
+    assert_eq!(r["totals"]["overlay_mounts"], 14, "3 copies are one mount, plus 13 hand-made ones");
+    assert_eq!(r["totals"]["overlay_mount_points"], 16);
+    let unowned: Vec<&str> = r["unowned_mounts"]
+        .as_array()
+        .expect("unowned_mounts")
+        .iter()
+        .map(|m| m["mountpoint"].as_str().expect("mountpoint"))
+        .collect();
+    assert_eq!(unowned.len(), 13);
+    assert!(!unowned.iter().any(|p| p.contains(GOOD_RW) || *p == "/"), "{unowned:?}");
+
+    let unresolved: Vec<&Value> =
+        r["findings"].as_array().expect("findings").iter().filter(|f| f["code"] == "lowerdir_unresolved").collect();
+    assert_eq!(unresolved.len(), 11, "10 listed, the other 3 in one summary: {unresolved:?}");
+    let broken = unresolved[0]["message"].as_str().expect("message");
+    assert!(broken.contains("30 of the 30 lower layers of the mount at /mnt/broken"), "{broken}");
+    assert_eq!(unresolved[0]["path"], gone[0].as_str());
+    let summary = unresolved[10];
+    assert_eq!(summary["count"], 3);
+    assert_eq!(summary["severity"], "error");
+    assert_eq!(
+        summary["samples"],
+        serde_json::json!([
+            "/var/lib/docker/overlay2/l/NONE9",
+            "/var/lib/docker/overlay2/l/NONE10",
+            "/var/lib/docker/overlay2/l/NONE11"
+        ])
+    );
+    assert!(unresolved[..10].iter().all(|f| f.get("count").is_none()), "ordinary findings stand for one");
+}
