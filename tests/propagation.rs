@@ -1,13 +1,17 @@
 //! Mount tables as real hosts have them: the agent in a container that holds the engine's data root with
 //! slave propagation, started before some of the containers it audits, so that it sees every overlay
 //! mount at several mount points (its own root at `/` and at its merged path, the others propagated in),
-//! some with relative layer paths (images of more than 64 layers). Ownership, layers and counts are
-//! compared with the engine's API.
+//! some with relative layer paths (images of more than 64 layers); and an engine nested in a container
+//! (Docker-in-Docker, its data root in a volume). Ownership, layers, sizes and counts are compared with the
+//! engines' own answers.
 
 use crate::harness::{start_engine, Engine};
 use crate::run_docker::import_agent_image;
 use serde_json::Value;
 use std::collections::BTreeSet;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
 
 /// The running containers' ids, from the engine.
 fn running_ids(engine: &Engine) -> BTreeSet<String> {
@@ -105,4 +109,179 @@ fn agent_with_the_data_root_bound_rslave_owns_every_container_once() {
     let findings = report["findings"].as_array().expect("findings");
     assert_eq!(totals["findings"]["error"], 0, "{findings:?}");
     assert!(!findings.iter().any(|f| f["code"] == "overlay_relative_unanchored"), "{findings:?}");
+}
+
+/// Capabilities a nested dockerd needs; not `SYS_RESOURCE`, which is outside these machines' bounding set
+/// (so neither `--privileged` nor `--cap-add ALL` works here).
+const DIND_CAPS: &[&str] = &[
+    "SYS_ADMIN",
+    "NET_ADMIN",
+    "MKNOD",
+    "SYS_PTRACE",
+    "SYS_CHROOT",
+    "SETUID",
+    "SETGID",
+    "CHOWN",
+    "DAC_OVERRIDE",
+    "FOWNER",
+    "KILL",
+    "NET_RAW",
+    "SETPCAP",
+    "SETFCAP",
+    "AUDIT_WRITE",
+    "SYS_NICE",
+    "IPC_LOCK",
+];
+
+/// Imports `name`: an image with nothing but the directories a root needs, `/usr` (bound read-only from
+/// this machine at run time, with its dockerd, containerd, runc and client) reached through the same
+/// `/bin`, `/lib`… symlinks as here. Returns the `-v` flags for the directories that are not symlinks here.
+fn import_dind_image(engine: &Engine, name: &str) -> Vec<String> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut binds = vec!["/usr:/usr:ro".to_owned()];
+    for d in ["etc", "usr", "var/lib/docker", "run", "tmp", "proc", "sys", "dev"] {
+        std::fs::create_dir_all(dir.path().join(d)).expect("mkdir");
+    }
+    for d in ["bin", "sbin", "lib", "lib64"] {
+        let here = Path::new("/").join(d);
+        match std::fs::read_link(&here) {
+            Ok(target) => std::os::unix::fs::symlink(target, dir.path().join(d)).expect("symlink"),
+            Err(_) if here.is_dir() => {
+                std::fs::create_dir(dir.path().join(d)).expect("mkdir");
+                binds.push(format!("{}:{}:ro", here.display(), here.display()));
+            }
+            Err(_) => {}
+        }
+    }
+    std::fs::write(dir.path().join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n").expect("passwd");
+    std::fs::write(dir.path().join("etc/group"), "root:x:0:\n").expect("group");
+    let tar = Command::new("tar").arg("-C").arg(dir.path()).args(["-c", "."]).output().expect("tar");
+    engine.docker_stdin(&["import", "-", name], &tar.stdout);
+    binds
+}
+
+/// Docker-in-Docker: a dockerd in a container, its data root in a volume. The outer report finds that
+/// engine, names it nested in its container, lists its containers with their sizes as the inner engine
+/// gives them and their live mounts (read from the outer container's mount namespace, named as host
+/// paths), and counts the volume nowhere else; every running container of both owns one overlay, and no
+/// finding is an error.
+#[test]
+fn docker_in_docker_engine_is_found_named_with_its_owner_and_sized_once() {
+    let Some(engine) = start_engine() else { return };
+    engine.import_busybox("bb:1");
+    let binds = import_dind_image(&engine, "dind:1");
+    let mut args: Vec<String> = ["run", "-d", "--name", "dind", "--network", "none"].map(String::from).to_vec();
+    for cap in DIND_CAPS {
+        args.extend(["--cap-add".to_owned(), (*cap).to_owned()]);
+    }
+    for opt in ["seccomp=unconfined", "apparmor=unconfined"] {
+        args.extend(["--security-opt".to_owned(), opt.to_owned()]);
+    }
+    args.extend(
+        ["--cgroupns=host", "-v", "/sys/fs/cgroup:/sys/fs/cgroup:rw", "--tmpfs", "/run", "--tmpfs", "/tmp"]
+            .map(String::from),
+    );
+    for b in &binds {
+        args.extend(["-v".to_owned(), b.clone()]);
+    }
+    args.extend(
+        ["-v", "dindvol:/var/lib/docker", "dind:1", "dockerd", "--bridge=none", "--iptables=false"].map(String::from),
+    );
+    args.extend(["--ip-masq=false", "--storage-driver=overlay2", "-H", "unix:///run/docker.sock"].map(String::from));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let dind = engine.docker(&args);
+    let inner = |args: &[&str]| {
+        let mut all = vec!["exec", "dind", "docker", "-H", "unix:///run/docker.sock"];
+        all.extend(args);
+        engine.docker(&all)
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let up = Command::new(crate::harness::DOCKER_CLIENT)
+            .arg("-H")
+            .arg(format!("unix://{}", engine.socket().display()))
+            .args(["exec", "dind", "docker", "-H", "unix:///run/docker.sock", "version"])
+            .output()
+            .expect("docker exec");
+        if up.status.success() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the nested dockerd did not come up: {}", engine.docker(&["logs", "dind"]));
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let image = engine.save("bb:1");
+    engine.docker_stdin(&["exec", "-i", "dind", "docker", "-H", "unix:///run/docker.sock", "load"], &image);
+    let run_id = inner(&["run", "-d", "--name", "inner-run", "bb:1", "sh", "-c", "echo hello > /f; exec sleep 600"]);
+    let idle_id = inner(&["create", "--name", "inner-idle", "bb:1", "true"]);
+    engine.docker(&["run", "-d", "--name", "outer", "bb:1", "sleep", "600"]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while inner(&["inspect", "--size", "-f", "{{.SizeRw}}", "inner-run"]) == "0" {
+        assert!(Instant::now() < deadline, "inner-run wrote nothing");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    let root = engine.data_root().to_str().expect("utf-8").to_owned();
+    let out = crate::common::ovlaudit(&["report", "--format", "json", "--docker-root", &root]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+
+    // The volume, as the outer engine names it on the host.
+    let mounts = engine.api_get(&format!("/containers/{dind}/json"))["Mounts"].clone();
+    let volume = mounts.as_array().expect("Mounts").iter().find(|m| m["Name"] == "dindvol").expect("the volume");
+    let source = volume["Source"].as_str().expect("Source").to_owned();
+    let nested = report["sources"]["engines"]
+        .as_array()
+        .expect("engines")
+        .iter()
+        .find(|e| e["root"] == source.as_str())
+        .unwrap_or_else(|| panic!("the nested data root {source} is found: {}", report["sources"]));
+    assert_eq!(nested["engine"], "docker");
+    let owner = &nested["nested_in"];
+    assert_eq!(owner["container_id"], dind.as_str());
+    assert_eq!(owner["container_name"], "dind");
+    assert_eq!(owner["path_in_container"], "/var/lib/docker");
+    assert_eq!((&owner["mount_type"], &owner["volume"]), (&Value::from("volume"), &Value::from("dindvol")));
+
+    let containers = report["containers"].as_array().expect("containers");
+    let inner_ids: BTreeSet<String> = inner(&["ps", "-aq", "--no-trunc"]).lines().map(str::to_owned).collect();
+    assert_eq!(inner_ids, BTreeSet::from([run_id.clone(), idle_id.clone()]));
+    let reported_inner: BTreeSet<String> = containers
+        .iter()
+        .filter(|c| c["nested_in"]["container_id"] == dind.as_str())
+        .map(|c| c["id"].as_str().expect("id").to_owned())
+        .collect();
+    assert_eq!(reported_inner, inner_ids);
+    let to_host = |p: &str| format!("{source}{}", p.strip_prefix("/var/lib/docker").expect("inner path"));
+    for id in &inner_ids {
+        let c = containers.iter().find(|c| c["id"] == id.as_str()).expect("reported");
+        let size: u64 = inner(&["inspect", "--size", "-f", "{{.SizeRw}}", id]).parse().expect("SizeRw");
+        assert_eq!(c["writable"]["apparent_bytes"], size, "{}: the inner engine's SizeRw", c["name"]);
+        let upper = inner(&["inspect", "-f", "{{.GraphDriver.Data.UpperDir}}", id]);
+        assert_eq!(c["writable"]["upperdir"], to_host(&upper));
+    }
+    let run = containers.iter().find(|c| c["id"] == run_id.as_str()).expect("inner-run");
+    assert_eq!(run["state"], "running");
+    let m = &run["mount"];
+    assert_eq!(m["upperdir"], to_host(&inner(&["inspect", "-f", "{{.GraphDriver.Data.UpperDir}}", &run_id])));
+    assert_eq!(m["mountpoint"], to_host(&inner(&["inspect", "-f", "{{.GraphDriver.Data.MergedDir}}", &run_id])));
+    let lower = inner(&["inspect", "-f", "{{.GraphDriver.Data.LowerDir}}", &run_id]);
+    let lower: Vec<String> = lower.split(':').map(to_host).collect();
+    assert_eq!(strings(&m["lowerdirs"]), lower);
+
+    // The outer containers, the nested engine's host among them, own their mounts and are sized as the
+    // outer engine sizes them: the volume is in no writable layer.
+    let listed = engine.api_get("/containers/json?all=1&size=1");
+    for e in listed.as_array().expect("list") {
+        let c = containers.iter().find(|c| c["id"] == e["Id"]).expect("outer container reported");
+        assert!(c["nested_in"].is_null());
+        assert_eq!(c["writable"]["apparent_bytes"], e["SizeRw"].as_u64().unwrap_or(0), "{}", c["name"]);
+        assert!(c["mount"].is_object(), "{} owns its mount", c["name"]);
+    }
+    let devices: Vec<&str> = containers.iter().filter_map(|c| c["mount"]["device"].as_str()).collect();
+    assert_eq!(devices.len(), 3, "dind, outer and inner-run are mounted");
+    assert_eq!(devices.iter().collect::<BTreeSet<_>>().len(), 3, "one overlay per superblock");
+    let ours = |m: &Value| m["upperdir"].as_str().is_some_and(|u| u.starts_with(&root));
+    let unowned = report["unowned_mounts"].as_array().expect("unowned_mounts");
+    assert!(!unowned.iter().any(ours), "{unowned:?}");
+    assert_eq!(report["totals"]["findings"]["error"], 0, "{}", report["findings"]);
 }

@@ -44,6 +44,22 @@ impl OverlayMount {
     pub fn device(&self) -> Option<String> {
         self.entry.device.map(|(major, minor)| format!("{major}:{minor}"))
     }
+
+    /// The same mount with every path under `from` moved under `to`: a mount read from another mount
+    /// namespace (a nested engine's), named as the host names the directories it uses.
+    pub fn rebased(&self, from: &Path, to: &Path) -> OverlayMount {
+        let moved = |p: &PathBuf| p.strip_prefix(from).map_or_else(|_| p.clone(), |rest| to.join(rest));
+        let mut entry = self.entry.clone();
+        entry.mount_point = moved(&entry.mount_point);
+        let layers = OverlayLayers {
+            lower: self.layers.lower.iter().map(moved).collect(),
+            data_only: self.layers.data_only.iter().map(moved).collect(),
+            upper: self.layers.upper.as_ref().map(moved),
+            work: self.layers.work.as_ref().map(moved),
+            ..self.layers.clone()
+        };
+        OverlayMount { entry, layers, mount_points: self.mount_points.iter().map(moved).collect(), ..self.clone() }
+    }
 }
 
 /// Where relative layer paths may be anchored besides each copy's own mount point: the storage

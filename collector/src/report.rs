@@ -73,6 +73,27 @@ pub struct EngineSource {
     /// containerd namespaces seen in it (empty for other engines).
     #[serde(default)]
     pub namespaces: Vec<String>,
+    /// For an engine nested in a container of another (Docker-in-Docker): that container, and where its
+    /// data root is. Null for an engine of the host itself.
+    #[serde(default)]
+    pub nested_in: Option<NestedIn>,
+}
+
+/// The container an engine is nested in: its data root is a volume or bind mount of that container.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NestedIn {
+    /// The outer container's id.
+    pub container_id: String,
+    /// The outer container's name.
+    pub container_name: String,
+    /// The outer container's engine (`docker`).
+    pub runtime: String,
+    /// Where the nested data root is mounted inside the outer container (`/var/lib/docker`).
+    pub path_in_container: String,
+    /// `volume` or `bind`.
+    pub mount_type: String,
+    /// The volume's name, for a volume.
+    pub volume: Option<String>,
 }
 
 /// One container.
@@ -106,6 +127,10 @@ pub struct ContainerReport {
     pub mount: Option<MountReport>,
     /// The json-file log.
     pub log_path: Option<String>,
+    /// For a container of a nested engine (Docker-in-Docker): the container that engine runs in. Null for a
+    /// container of the host's own engines.
+    #[serde(default)]
+    pub nested_in: Option<NestedIn>,
     /// Apparent bytes of the json-file log and its rotated files (`-json.log.N`, `-json.log.N.gz`); null
     /// when the container has no json-file log (another log driver, or never started).
     #[serde(default)]
@@ -243,6 +268,9 @@ pub struct ImageReport {
     pub containers: u64,
     /// ChainIDs, base first.
     pub layers: Vec<String>,
+    /// For an image of a nested engine: the container that engine runs in.
+    #[serde(default)]
+    pub nested_in: Option<NestedIn>,
 }
 
 /// Storage that belongs to nobody.

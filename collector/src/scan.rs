@@ -2,6 +2,7 @@
 //! and joins them into a [`Report`]. This is where mount entries meet layer directories; it decides nothing
 //! about where the report goes.
 
+use crate::docker::nested::{nested_overlays, nested_roots, open_nested, NestedRoot};
 use crate::docker::{DockerRoot, DockerStore, StoreError};
 use crate::engine::{next_usage, Engine, HostView, LayerSpec, Usages};
 use crate::finding::{Findings, Severity};
@@ -104,17 +105,36 @@ pub fn scan(opts: &ScanOptions) -> Result<Report, ScanError> {
         Err(e) => return Err(e.into()),
     };
 
+    // Engines nested in the store's containers (Docker-in-Docker): stores of their own, named with their owner.
+    let nested: Vec<(NestedRoot, DockerStore)> = store
+        .as_ref()
+        .map(|s| nested_roots(s, &opts.root))
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|n| open_nested(&n, &opts.root, &mut findings).map(|s| (n, s)))
+        .collect();
     let mut engines: Vec<&dyn Engine> = Vec::new();
     if let Some(s) = &store {
         engines.push(s);
     }
+    engines.extend(nested.iter().map(|(_, s)| s as &dyn Engine));
     engines.extend(others.iter().map(|e| e.as_ref()));
     // Overlays are read once the stores are known: their directories anchor relative layer paths that
     // no copy of a mount anchors on its own.
     let exists = |p: &Path| under_root(&opts.root, p).symlink_metadata().is_ok();
     let anchors =
         LayerAnchors { dirs: engines.iter().filter_map(|e| e.relative_layer_base()).collect(), exists: &exists };
-    let overlays: Vec<OverlayMount> = table.as_ref().map(|t| t.overlays(&anchors, &mut findings)).unwrap_or_default();
+    let mut overlays: Vec<OverlayMount> =
+        table.as_ref().map(|t| t.overlays(&anchors, &mut findings)).unwrap_or_default();
+    for (n, _) in &nested {
+        for o in nested_overlays(n, &under_root(&opts.root, &opts.proc_dir), &opts.root, &mut findings) {
+            // The same superblock may be visible here too (propagated): it is still one mount.
+            match overlays.iter_mut().find(|x| x.entry.device.is_some() && x.entry.device == o.entry.device) {
+                Some(x) => x.mount_points.extend(o.mount_points),
+                None => overlays.push(o),
+            }
+        }
+    }
     let entries = table.as_ref().map_or(&[][..], |t| t.entries.as_slice());
     let host = HostView { opts, mounts: entries, overlays: &overlays };
 
@@ -296,6 +316,7 @@ pub(crate) fn join_containers(
             mount: None,
             log_path: config.and_then(|c| c.log_path.clone()).filter(|p| !p.is_empty()),
             log_bytes: None,
+            nested_in: store.nested_in.clone(),
         };
         let Some(rw) = rw else {
             findings.error(

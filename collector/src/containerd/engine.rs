@@ -91,6 +91,7 @@ impl Engine for ContainerdStore {
             root: self.host_path.to_string_lossy().into_owned(),
             found: true,
             namespaces: self.namespaces.keys().cloned().collect(),
+            nested_in: None,
         }
     }
 
@@ -152,6 +153,7 @@ impl Engine for ContainerdStore {
                 mount: None,
                 log_path: None,
                 log_bytes: None,
+                nested_in: None,
             };
             let Some(snap) = snap else {
                 findings.error(
@@ -241,6 +243,7 @@ impl Engine for ContainerdStore {
                         .filter(|c| c.namespace.as_deref() == Some(ns.as_str()) && c.image.name == *name)
                         .count() as u64,
                     layers: chain.iter().map(|l| l.chain_id.clone()).collect(),
+                    nested_in: None,
                 });
             }
         }

@@ -32,6 +32,11 @@ pub struct ContainerConfig {
     /// Storage driver the container was created with.
     #[serde(rename = "Driver", default)]
     pub driver: Option<String>,
+    /// Its volumes and bind mounts (`MountPoints`: path in the container → `Source`, `Destination`,
+    /// `Type`, `Name`, …), kept as JSON: only [`super::nested`] reads it, leniently, so an odd entry never
+    /// makes the whole record unreadable.
+    #[serde(rename = "MountPoints", default)]
+    pub mount_points: Option<serde_json::Value>,
 }
 
 /// `State` of config.v2.json.

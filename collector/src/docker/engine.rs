@@ -21,6 +21,7 @@ impl Engine for DockerStore {
             root: self.root.host_path.to_string_lossy().into_owned(),
             found: true,
             namespaces: Vec::new(),
+            nested_in: self.nested_in.clone(),
         }
     }
 

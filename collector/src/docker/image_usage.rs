@@ -82,6 +82,7 @@ pub fn image_reports(
             unique_bytes: size - shared,
             containers: containers.iter().filter(|c| c.image.id == img.id).count() as u64,
             layers: chain.clone(),
+            nested_in: store.nested_in.clone(),
         });
     }
     (out, layers_bytes)

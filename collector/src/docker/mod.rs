@@ -12,6 +12,7 @@ pub mod image_usage;
 pub mod imagedb;
 pub mod layerdb;
 pub mod logs;
+pub mod nested;
 pub mod orphans;
 
 use crate::finding::Findings;
@@ -82,6 +83,8 @@ pub struct DockerStore {
     pub short_links: HashMap<String, String>,
     /// overlay2 directory names that are image layers, with their ChainID.
     pub cache_to_chain: HashMap<String, String>,
+    /// For a data root nested in a container of another engine (Docker-in-Docker): that container.
+    pub nested_in: Option<crate::report::NestedIn>,
 }
 
 impl DockerStore {
@@ -103,7 +106,7 @@ impl DockerStore {
         }
         let short_links = read_short_links(&root.path.join("overlay2/l"), findings);
         let cache_to_chain = layerdb.layers.values().map(|l| (l.cache_id.clone(), l.chain_id.clone())).collect();
-        Ok(DockerStore { root, layerdb, images, tags, containers, short_links, cache_to_chain })
+        Ok(DockerStore { root, layerdb, images, tags, containers, short_links, cache_to_chain, nested_in: None })
     }
 
     /// Where this process reads the overlay2 directory named `cache_id`.

@@ -73,6 +73,7 @@ impl Engine for PodmanStore {
             root: self.host_path.to_string_lossy().into_owned(),
             found: true,
             namespaces: Vec::new(),
+            nested_in: None,
         }
     }
 
@@ -164,6 +165,7 @@ impl Engine for PodmanStore {
                 mount,
                 log_path: None,
                 log_bytes: None,
+                nested_in: None,
             });
         }
         out
@@ -204,6 +206,7 @@ impl Engine for PodmanStore {
                 containers: containers.iter().filter(|c| c.image.id == id).count() as u64,
                 layers: chain.iter().map(|l| l.chain_id.clone()).collect(),
                 id,
+                nested_in: None,
             });
         }
         (out, layer_bytes.values().sum())
