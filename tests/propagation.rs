@@ -284,4 +284,14 @@ fn docker_in_docker_engine_is_found_named_with_its_owner_and_sized_once() {
     let unowned = report["unowned_mounts"].as_array().expect("unowned_mounts");
     assert!(!unowned.iter().any(ours), "{unowned:?}");
     assert_eq!(report["totals"]["findings"]["error"], 0, "{}", report["findings"]);
+
+    // The same scan as events: each nested container's event carries its owner, and all match the schema.
+    let out = crate::common::ovlaudit(&["report", "--format", "ndjson", "--docker-root", &root]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let events: Vec<Value> =
+        String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).expect("JSON line")).collect();
+    crate::events::assert_events_valid(&crate::events::event_validator(), &events);
+    let owned_by_dind =
+        events.iter().filter(|e| e["ovlaudit"]["container"]["nested_in"]["container_id"] == dind.as_str()).count();
+    assert_eq!(owned_by_dind, 2);
 }
