@@ -12,6 +12,7 @@ mod report_cli;
 mod report_docker;
 mod report_engines;
 mod report_podman;
+mod run_changes;
 mod run_cli;
 mod run_docker;
 mod shipping;

@@ -38,6 +38,9 @@ const SINK_GRACE: Duration = Duration::from_secs(1);
 /// How often a running first scan asks systemd for more start time, and how much.
 const EXTEND_EVERY: Duration = Duration::from_secs(2);
 const EXTEND_BY: Duration = Duration::from_secs(10);
+/// At most one snapshot for dropped events in this time: a snapshot bigger than a sink's queue drops
+/// events itself, and must not cause the next.
+const DROP_SNAPSHOT_GAP: Duration = Duration::from_secs(600);
 /// After this many failed scans in a row the service stops its watchdog pings: systemd then restarts it.
 pub const FAILURES_UNHEALTHY: u64 = 3;
 
@@ -99,8 +102,9 @@ struct Daemon {
     /// Why the next scan must be a snapshot, if it must.
     snapshot_why: Option<&'static str>,
     next_snapshot: Instant,
-    /// Events the sinks had dropped when the last scan was shipped.
+    /// Events the sinks had dropped when the last snapshot was shipped.
     dropped_seen: u64,
+    last_drop_snapshot: Option<Instant>,
     /// Scans failed in a row.
     failures: u64,
     /// Why the service must end with an error (its first scan failed).
@@ -138,6 +142,7 @@ impl Daemon {
             tracker: Tracker::new(),
             snapshot_why: Some("start"),
             dropped_seen: 0,
+            last_drop_snapshot: None,
             failures: 0,
             fatal: None,
         }
@@ -353,21 +358,25 @@ impl Daemon {
     }
 
     /// Whether this scan is shipped as a snapshot, and why: start, reload, `snapshot_interval`, or a sink
-    /// dropped events since the last scan (its receivers then miss changes).
+    /// dropped events since the last snapshot (its receivers then miss changes) and has caught up since,
+    /// at most once per [`DROP_SNAPSHOT_GAP`].
     fn snapshot_reason(&mut self, stats: &[crate::sinks::SinkStats]) -> Option<&'static str> {
         let now = Instant::now();
         let dropped: u64 = stats.iter().map(|s| s.dropped).sum();
+        let caught_up = stats.iter().all(|s| s.queue_depth == 0);
+        let may_resend = !matches!(self.last_drop_snapshot, Some(t) if now < t + DROP_SNAPSHOT_GAP);
         let why = self.snapshot_why.take().or_else(|| {
             if now >= self.next_snapshot {
                 Some("snapshot_interval")
-            } else if dropped > self.dropped_seen {
+            } else if dropped > self.dropped_seen && caught_up && may_resend {
+                self.last_drop_snapshot = Some(now);
                 Some("a sink dropped events")
             } else {
                 None
             }
         });
-        self.dropped_seen = dropped;
         if why.is_some() {
+            self.dropped_seen = dropped;
             self.next_snapshot = now + self.config.snapshot_interval;
         }
         why
