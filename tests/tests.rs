@@ -2,6 +2,7 @@
 
 mod agent;
 mod bench;
+mod bench_service;
 mod collectors;
 mod common;
 mod events;

@@ -109,6 +109,8 @@ struct Daemon {
     failures: u64,
     /// Why the service must end with an error (its first scan failed).
     fatal: Option<String>,
+    /// The reader of standard output went away (`| head -1`): stop quietly.
+    output_closed: bool,
 }
 
 impl Daemon {
@@ -145,6 +147,7 @@ impl Daemon {
             last_drop_snapshot: None,
             failures: 0,
             fatal: None,
+            output_closed: false,
         }
     }
 
@@ -183,6 +186,7 @@ impl Daemon {
                 }
                 Wake::OutputClosed => {
                     tracing::debug!("standard output was closed by its reader: stopping");
+                    self.output_closed = true;
                     break;
                 }
                 Wake::Reload => self.reload(),
@@ -296,55 +300,48 @@ impl Daemon {
     fn finish_scan(&mut self, run: Running, res: ScanResult) {
         let took = run.started.elapsed();
         self.next_interval = Instant::now() + self.config.interval;
-        let failure = match &res {
-            Ok(Ok(_)) => None,
-            Ok(Err(e)) => Some(format!("scan {} failed: {e}", run.number)),
-            Err(e) => Some(format!("scan {} did not complete: {e}", run.number)),
+        let report = match res {
+            Ok(Ok(report)) => report,
+            Ok(Err(e)) => return self.scan_failed(&run, format!("scan {} failed: {e}", run.number)),
+            Err(e) => return self.scan_failed(&run, format!("scan {} did not complete: {e}", run.number)),
         };
-        if let Some(why) = failure {
-            self.scan_failed(&run, why);
-            return;
-        }
         self.failures = 0;
-        let status = match res {
-            Ok(Ok(report)) => {
-                self.log_new_errors(&report);
-                let stats = self.sinks.as_ref().map(Sinks::stats).unwrap_or_default();
-                let snapshot = self.snapshot_reason(&stats);
-                let (deltas, counts) = self.tracker.update(things(&report), snapshot.is_some());
-                let info = ScanInfo { number: run.number, reason: run.reason.clone(), snapshot };
-                let events = scan_events(&report, &mut self.seq, &mut self.tracker, &deltas, counts, &info, &stats);
-                if let Some(sinks) = &self.sinks {
-                    sinks.publish(&events);
-                }
-                let line = summary(&report);
-                let shipped = match snapshot {
-                    Some(why) => format!("snapshot ({why}) of {} things", deltas.len()),
-                    None => {
-                        format!("{} created, {} changed, {} deleted", counts.creation, counts.change, counts.deletion)
-                    }
-                };
-                tracing::info!("scan {} ({}): {line}; {shipped}; {} ms", run.number, run.reason, took.as_millis());
-                for s in &stats {
-                    let level_warn = s.dropped > 0 || !s.connected && s.failures > 0;
-                    let msg = format!(
-                        "sink {}: sent {}, retried {}, dropped {}, queued {}{}",
-                        s.sink,
-                        s.sent,
-                        s.retried,
-                        s.dropped,
-                        s.queue_depth,
-                        s.last_error.as_deref().map(|e| format!(", last error: {e}")).unwrap_or_default()
-                    );
-                    if level_warn {
-                        tracing::warn!("{msg}");
-                    } else {
-                        tracing::info!("{msg}");
-                    }
-                }
-                format!("scan {} at {}: {line}", run.number, report.generated_at)
+        let status = {
+            self.log_new_errors(&report);
+            let stats = self.sinks.as_ref().map(Sinks::stats).unwrap_or_default();
+            let snapshot = self.snapshot_reason(&stats);
+            let (deltas, counts) = self.tracker.update(things(&report), snapshot.is_some());
+            let info = ScanInfo { number: run.number, reason: run.reason.clone(), snapshot };
+            let events = scan_events(&report, &mut self.seq, &mut self.tracker, &deltas, counts, &info, &stats);
+            if let Some(sinks) = &self.sinks {
+                sinks.publish(&events);
             }
-            Ok(Err(_)) | Err(_) => return,
+            let line = summary(&report);
+            let shipped = match snapshot {
+                Some(why) => format!("snapshot ({why}) of {} things", deltas.len()),
+                None => {
+                    format!("{} created, {} changed, {} deleted", counts.creation, counts.change, counts.deletion)
+                }
+            };
+            tracing::info!("scan {} ({}): {line}; {shipped}; {} ms", run.number, run.reason, took.as_millis());
+            for s in &stats {
+                let level_warn = s.dropped > 0 || !s.connected && s.failures > 0;
+                let msg = format!(
+                    "sink {}: sent {}, retried {}, dropped {}, queued {}{}",
+                    s.sink,
+                    s.sent,
+                    s.retried,
+                    s.dropped,
+                    s.queue_depth,
+                    s.last_error.as_deref().map(|e| format!(", last error: {e}")).unwrap_or_default()
+                );
+                if level_warn {
+                    tracing::warn!("{msg}");
+                } else {
+                    tracing::info!("{msg}");
+                }
+            }
+            format!("scan {} at {}: {line}", run.number, report.generated_at)
         };
         if self.ready {
             self.notifier.status(&status);
@@ -490,7 +487,8 @@ impl Daemon {
         }
         if let Some(sinks) = self.sinks.take() {
             for (sink, left) in sinks.shutdown(SINK_GRACE).await {
-                if left > 0 {
+                // Nobody reads standard output any more: nothing was expected there.
+                if left > 0 && !(self.output_closed && sink == "stdout:") {
                     tracing::warn!("sink {sink}: {left} events not delivered at stop");
                 }
             }
