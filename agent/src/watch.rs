@@ -270,3 +270,45 @@ fn watch_mount_table(
         }
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Real lines (shortened ids) from a host running Docker at /srv/docker, plus a tmpfs a backup job mounts.
+    const BASE: &str = "\
+22 1 254:1 / / rw,relatime shared:1 - ext4 /dev/vda1 rw
+90 22 254:1 /srv/docker /srv/docker rw,relatime shared:1 - ext4 /dev/vda1 rw
+120 90 0:51 / /srv/docker/overlay2/3f2a/merged rw,relatime shared:60 - overlay overlay rw,lowerdir=/srv/docker/overlay2/l/AB:/srv/docker/overlay2/l/CD,upperdir=/srv/docker/overlay2/3f2a/diff,workdir=/srv/docker/overlay2/3f2a/work
+";
+
+    fn relevance() -> Relevance {
+        let config = Config { docker_root: Some(PathBuf::from("/srv/docker")), ..Config::default() };
+        Relevance::new(&config)
+    }
+
+    #[test]
+    fn a_tmpfs_elsewhere_leaves_the_signature_alone() {
+        let r = relevance();
+        let with_tmpfs = format!("{BASE}130 22 0:60 / /mnt/backup rw,relatime shared:70 - tmpfs none rw\n");
+        assert_eq!(r.signature(BASE.as_bytes()), r.signature(with_tmpfs.as_bytes()));
+        assert_eq!(r.signature(BASE.as_bytes()).len(), 3, "/, the data root and the overlay matter");
+    }
+
+    #[test]
+    fn overlays_anywhere_and_mounts_under_a_root_change_it() {
+        let r = relevance();
+        let base = r.signature(BASE.as_bytes());
+        for line in [
+            "131 22 0:61 / /home/u/merged rw - overlay overlay rw,lowerdir=/a,upperdir=/b,workdir=/c",
+            "132 90 0:62 / /srv/docker/containers/abc/mounts/shm rw,nosuid - tmpfs shm rw,size=65536k",
+            "133 22 0:63 / /srv rw - xfs /dev/vdb rw",
+        ] {
+            let text = format!("{BASE}{line}\n");
+            assert_ne!(r.signature(text.as_bytes()), base, "{line}");
+        }
+        // An unmounted container overlay changes it too.
+        let without: String = BASE.lines().take(2).map(|l| format!("{l}\n")).collect();
+        assert_ne!(r.signature(without.as_bytes()), base);
+    }
+}
