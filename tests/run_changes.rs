@@ -89,6 +89,7 @@ fn replaying_the_stream_across_a_restart_gives_the_one_shot_report() {
         assert!(scan.thing_events().is_empty(), "a quiet scan ships its summary alone: {:?}", scan.events);
         assert_eq!(scan.summary()["snapshot"], false);
         assert!(scan.summary().get("unowned_mounts").is_none(), "unchanged mount list not re-sent");
+        assert!(scan.summary().get("sources").is_none(), "unchanged sources not re-sent");
     }
     let quiet_bytes: usize = scans[1..4].iter().map(|s| s.events[0].to_string().len()).sum();
     eprintln!("quiet scans: {} bytes each (the summary)", quiet_bytes / 3);
@@ -423,8 +424,8 @@ fn absurd_values_are_refused_in_words_and_durations_need_units() {
     let file = dir.path().join("c.toml");
     let f = s(&file);
     for (body, expected) in [
-        ("interval = \"1ms\"\n", format!("ovlaudit: {f}:1:12: interval of 1ms is too short: at least 1s")),
-        ("\ntop_files = 100000\n", format!("ovlaudit: {f}:2:13: top_files = 100000 is too many: at most 100")),
+        ("interval = \"1ms\"\n", format!("ovlaudit: {f}:1:1: interval of 1ms is too short: at least 1s")),
+        ("\ntop_files = 100000\n", format!("ovlaudit: {f}:2:1: top_files = 100000 is too many: at most 100")),
         ("threads = -3\n", format!("ovlaudit: {f}:1:11: -3 is negative: expected a whole number, 0 or more")),
         (
             "[[sink]]\nuri = \"stdout:\"\nqueue_size = 1000000000000\n",

@@ -322,18 +322,21 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         let (line, column) = e.span().map_or((1, 1), |s| line_column(text, s.start));
         ConfigError::Invalid { path: path.to_path_buf(), line, column, reason: e.message().trim_end().to_owned() }
     })?;
-    let invalid = |span: std::ops::Range<usize>, reason: String| {
-        let (line, column) = line_column(text, span.start);
+    // A value out of range is located at its key, at the start of the value's line.
+    let invalid = |key: &str, span: std::ops::Range<usize>, reason: String| {
+        let line_start = text[..span.start.min(text.len())].rfind('\n').map_or(0, |i| i + 1);
+        let at = text[line_start..].find(key).map_or(span.start, |i| line_start + i);
+        let (line, column) = line_column(text, at);
         ConfigError::Invalid { path: path.to_path_buf(), line, column, reason }
     };
     let duration = |key: &str, v: Option<Spanned<DurationValue>>, default: Duration| match v {
         None => Ok(default),
-        Some(s) => check_duration(key, s.get_ref().0).map_err(|why| invalid(s.span(), why)),
+        Some(s) => check_duration(key, s.get_ref().0).map_err(|why| invalid(key, s.span(), why)),
     };
     let count = |key: &str, v: Option<Spanned<Count>>, max: u64| match v {
         None => Ok(None),
         Some(s) if s.get_ref().0 <= max => Ok(Some(s.get_ref().0 as usize)),
-        Some(s) => Err(invalid(s.span(), format!("{key} = {} is too many: at most {max}", s.get_ref().0))),
+        Some(s) => Err(invalid(key, s.span(), format!("{key} = {} is too many: at most {max}", s.get_ref().0))),
     };
     let d = Config::default();
     Ok(Config {
@@ -684,18 +687,18 @@ mod tests {
         let e = err("[[sink]]\nuri = \"file:/x\"\ncolour = \"red\"\n");
         assert!(e.starts_with("/etc/x.toml:3:1: unknown field `colour`"), "{e}");
         let e = err("interval = \"0s\"\n");
-        assert_eq!(e, "/etc/x.toml:1:12: interval of 0s is too short: at least 1s");
+        assert_eq!(e, "/etc/x.toml:1:1: interval of 0s is too short: at least 1s");
     }
 
     #[test]
     fn values_beyond_sane_limits_are_refused_at_their_key_in_words() {
         for (text, expected) in [
-            ("interval = \"1ms\"\n", "/etc/x.toml:1:12: interval of 1ms is too short: at least 1s"),
-            ("\ninterval = \"30d\"\n", "/etc/x.toml:2:12: interval of 30d is too long: at most 7d"),
-            ("settle = \"2m\"\n", "/etc/x.toml:1:10: settle of 2m is too long: at most 1m"),
-            ("snapshot_interval = \"1s\"\n", "/etc/x.toml:1:21: snapshot_interval of 1s is too short: at least 10s"),
-            ("threads = 100000\n", "/etc/x.toml:1:11: threads = 100000 is too many: at most 1024"),
-            ("top_files = 5000\n", "/etc/x.toml:1:13: top_files = 5000 is too many: at most 100"),
+            ("interval = \"1ms\"\n", "/etc/x.toml:1:1: interval of 1ms is too short: at least 1s"),
+            ("\n  interval = \"30d\"\n", "/etc/x.toml:2:3: interval of 30d is too long: at most 7d"),
+            ("settle = \"2m\"\n", "/etc/x.toml:1:1: settle of 2m is too long: at most 1m"),
+            ("snapshot_interval = \"1s\"\n", "/etc/x.toml:1:1: snapshot_interval of 1s is too short: at least 10s"),
+            ("threads = 100000\n", "/etc/x.toml:1:1: threads = 100000 is too many: at most 1024"),
+            ("watch = true\ntop_files = 5000\n", "/etc/x.toml:2:1: top_files = 5000 is too many: at most 100"),
             ("threads = -1\n", "/etc/x.toml:1:11: -1 is negative: expected a whole number, 0 or more"),
             (
                 "threads = 1.5\n",

@@ -204,14 +204,14 @@ pub fn scan_events(
         "snapshot": scan.snapshot.is_some(),
         "changes": counts,
         "totals": r.totals,
-        "sources": r.sources,
         "duration_ms": r.scan_duration_ms,
         "sinks": sinks,
     });
-    // Overlay mounts no container owns: the whole list when it changed, or in a snapshot.
-    let unowned = json!(r.unowned_mounts);
-    if tracker.summary_field_due("unowned_mounts", &unowned, scan.snapshot.is_some()) {
-        summary["unowned_mounts"] = unowned;
+    // What was read and the overlay mounts no container owns: whole, when they changed or in a snapshot.
+    for (name, value) in [("sources", json!(r.sources)), ("unowned_mounts", json!(r.unowned_mounts))] {
+        if tracker.summary_field_due(name, &value, scan.snapshot.is_some()) {
+            summary[name] = value;
+        }
     }
     if let Some(why) = scan.snapshot {
         summary["snapshot_reason"] = json!(why);
