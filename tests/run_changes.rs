@@ -253,12 +253,33 @@ fn an_unreadable_data_root_at_start_exits_2_without_ready() {
     );
     let status = agent.wait_exit(Duration::from_secs(5)).expect("it exits");
     assert_eq!(status.code(), Some(2));
+    // Its standard error is collected by a thread that may still be reading what it wrote last.
+    agent.wait_log(Duration::from_secs(2), "cannot be read");
     assert_eq!(agent.log().trim_end(), expected);
     std::thread::sleep(Duration::from_millis(200));
     assert!(notify.with_line("READY=1").is_empty(), "{:?}", notify.messages());
     let out = ovlaudit(&["check-config", "--config", &config, "--docker-root", s(&missing)]);
     assert_eq!(out.status.code(), Some(2));
     assert_eq!(text(&out.stderr).trim_end(), expected);
+
+    // Readable, but no overlay2 store in it: the first scan fails, and that ends the service the same way.
+    let empty = dir.path().join("empty");
+    std::fs::create_dir(&empty).expect("mkdir");
+    let mut agent = Agent::start(
+        &["--config", &config, "--docker-root", s(&empty)],
+        &[("NOTIFY_SOCKET", s(&notify.path)), ("WATCHDOG_USEC", "1000000")],
+    );
+    let status = agent.wait_exit(Duration::from_secs(10)).expect("it exits");
+    assert_eq!(status.code(), Some(2), "{}", agent.log());
+    agent.wait_log(Duration::from_secs(2), "ovlaudit: scan 1 failed");
+    let last = agent.log().lines().last().unwrap_or("").to_owned();
+    assert!(
+        last.starts_with(&format!("ovlaudit: scan 1 failed: {}: not a Docker overlay2 data root", empty.display())),
+        "{}",
+        agent.log()
+    );
+    assert!(notify.with_line("READY=1").is_empty(), "{:?}", notify.messages());
+    assert!(notify.with_line("STATUS=").iter().any(|(_, m)| m.contains("scan 1 failed")), "{:?}", notify.messages());
 
     // Unreadable: mode 0700, and the agent runs as nobody without CAP_DAC_READ_SEARCH.
     // SAFETY: geteuid has no preconditions.
