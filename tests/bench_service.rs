@@ -25,7 +25,7 @@ fn bytes(scan: &Scan) -> u64 {
 
 /// Scans started in the private namespace while `change` runs every `gap` for `secs`, then the scans of
 /// the minute after (the window releasing the last one); returns (changes, scans during, scans after).
-fn storm(ns: &PrivateMountNs, agent: &Agent, secs: u64, gap: Duration, change: &dyn Fn(bool)) -> (u64, usize, usize) {
+fn storm(agent: &Agent, secs: u64, gap: Duration, change: &dyn Fn(bool)) -> (u64, usize, usize) {
     let before = agent.scans().len();
     let t0 = Instant::now();
     let mut changes = 0;
@@ -43,7 +43,6 @@ fn storm(ns: &PrivateMountNs, agent: &Agent, secs: u64, gap: Duration, change: &
     let during = agent.scans().len() - before;
     std::thread::sleep(Duration::from_secs(62));
     let after = agent.scans().len() - before - during;
-    let _ = ns;
     (changes, during, after)
 }
 
@@ -123,7 +122,7 @@ fn bench_service() {
             ns.run(&["umount", &elsewhere]);
         }
     };
-    let (c1, d1, a1) = storm(&ns, &agent, secs, Duration::from_secs(2), &tmpfs);
+    let (c1, d1, a1) = storm(&agent, secs, Duration::from_secs(2), &tmpfs);
     for d in ["lower", "upper", "work", "merged"] {
         std::fs::create_dir(dir.path().join(d)).expect("mkdir");
     }
@@ -136,7 +135,7 @@ fn bench_service() {
             ns.run(&["umount", &p("merged")]);
         }
     };
-    let (c2, d2, a2) = storm(&ns, &agent, secs, Duration::from_millis(1200), &overlay);
+    let (c2, d2, a2) = storm(&agent, secs, Duration::from_millis(1200), &overlay);
     let per_min = |scans: usize| scans as f64 * 60.0 / secs as f64;
     println!("\nMount storms for {secs} s (settle 1 s, max_delay 5 s):");
     println!("| storm | changes | scans during | scans a minute | scans in the minute after |");
