@@ -41,7 +41,10 @@ pub enum Command {
     /// defaults) or --config FILE; the flags below override the file. Speaks systemd's notify protocol
     /// (READY=1 after the first scan, STATUS=, WATCHDOG=1) when NOTIFY_SOCKET is set. SIGHUP reloads the
     /// configuration (a bad file is logged and the running configuration kept); SIGTERM or SIGINT stop it.
-    /// Logs go to standard error; RUST_LOG overrides log_level.
+    /// Each scan ships only what changed (creation, change, deletion events), with a full snapshot at start,
+    /// after a reload and every snapshot_interval. Logs go to standard error; RUST_LOG overrides log_level.
+    /// Exit status: 0 after SIGTERM or SIGINT, or when standard output is closed by its reader; 2 on a bad
+    /// configuration, a configured root that cannot be read, or a first scan that fails.
     #[command(after_help = "Examples:\n  \
         ovlaudit run                                   # as the systemd unit runs it\n  \
         ovlaudit run --interval 5m --docker-root /srv/docker\n  \
