@@ -20,7 +20,7 @@ fn report(podman: &Podman) -> Value {
         "--podman-root",
         root,
         "--orphan-min-age",
-        "600",
+        "10m",
     ]);
     assert!(!out.status.success(), "a named missing Docker root is an error");
     let out = ovlaudit(&["report", "--format", "json", "--podman-root", root]);

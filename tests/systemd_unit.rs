@@ -240,6 +240,15 @@ fn by_container(scan: &[Value]) -> BTreeMap<String, &Value> {
         .collect()
 }
 
+/// The containers of a replayed stream, by container id.
+fn by_container_state(state: &crate::agent::Replayed) -> BTreeMap<String, &Value> {
+    state
+        .events("ovlaudit.container")
+        .into_iter()
+        .map(|e| (e["container"]["id"].as_str().expect("container.id").to_owned(), e))
+        .collect()
+}
+
 /// Scan number `first` (counting from 0 in the journal), which starts after the engine snapshot `before`,
 /// lists every container with its SizeRw to the byte when a second snapshot after it agrees with the first.
 /// While the systemd container's own layer changes under the comparison, a later scan is taken.
@@ -248,8 +257,10 @@ fn assert_sizes_equal_engine(host: &SystemdHost, engine: &Engine, mut first: usi
         host.wait_for(Duration::from_secs(90), "a new scan", |h| h.scans().len() > first);
         let after = engine_sizes(engine);
         let scans = host.scans();
-        let scan = &scans[first];
-        let events = by_container(scan);
+        // The state the stream describes once scan `first` is in: its changes on top of what came before.
+        let upto: Vec<Value> = scans[..=first].iter().flatten().cloned().collect();
+        let state = crate::agent::Replayed::of(&upto);
+        let events = by_container_state(&state);
         assert_eq!(
             events.keys().collect::<Vec<_>>(),
             after.keys().collect::<Vec<_>>(),

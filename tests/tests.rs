@@ -2,6 +2,7 @@
 
 mod agent;
 mod bench;
+mod bench_service;
 mod collectors;
 mod common;
 mod events;
@@ -13,6 +14,7 @@ mod report_cli;
 mod report_docker;
 mod report_engines;
 mod report_podman;
+mod run_changes;
 mod run_cli;
 mod run_docker;
 mod shipping;

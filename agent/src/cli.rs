@@ -41,7 +41,10 @@ pub enum Command {
     /// defaults) or --config FILE; the flags below override the file. Speaks systemd's notify protocol
     /// (READY=1 after the first scan, STATUS=, WATCHDOG=1) when NOTIFY_SOCKET is set. SIGHUP reloads the
     /// configuration (a bad file is logged and the running configuration kept); SIGTERM or SIGINT stop it.
-    /// Logs go to standard error; RUST_LOG overrides log_level.
+    /// Each scan ships only what changed (creation, change, deletion events), with a full snapshot at start,
+    /// after a reload and every snapshot_interval. Logs go to standard error; RUST_LOG overrides log_level.
+    /// Exit status: 0 after SIGTERM or SIGINT, or when standard output is closed by its reader; 2 on a bad
+    /// configuration, a configured root that cannot be read, or a first scan that fails.
     #[command(after_help = "Examples:\n  \
         ovlaudit run                                   # as the systemd unit runs it\n  \
         ovlaudit run --interval 5m --docker-root /srv/docker\n  \
@@ -67,7 +70,7 @@ pub struct RunArgs {
     /// Configuration file [default: /etc/ovlaudit/ovlaudit.toml, which may be absent].
     #[arg(long, short = 'c', value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// Time between scans when nothing changes, e.g. 30s, 5m, 1h [default: 60s].
+    /// Time between scans when nothing changes, e.g. 30s, 5m, 1h; from 1s to 7d [default: 60s].
     #[arg(long, value_name = "DURATION", value_parser = config::parse_duration)]
     pub interval: Option<Duration>,
     /// Where events go; repeat for several. Replaces the file's sinks [default: stdout:]. URIs: stdout:,
@@ -92,9 +95,9 @@ pub struct RunArgs {
     /// Prefix for every host path: the host's / mounted at DIR in a container [default: /].
     #[arg(long, value_name = "DIR")]
     pub root: Option<PathBuf>,
-    /// Writable layers to walk at once (0: one per CPU) [default: 0].
-    #[arg(long, value_name = "N")]
-    pub threads: Option<usize>,
+    /// Writable layers to walk at once (0: one per CPU; at most 1024) [default: 0].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(0..=config::MAX_THREADS))]
+    pub threads: Option<u64>,
     /// error, warn, info, debug, trace or off [default: info].
     #[arg(long, value_name = "LEVEL")]
     pub log_level: Option<String>,
@@ -116,10 +119,15 @@ impl RunArgs {
             containerd_roots: self.containerd_roots.clone(),
             proc_dir: self.proc_dir.clone(),
             root: self.root.clone(),
-            threads: self.threads,
+            threads: self.threads.map(|t| t as usize),
             log_level: self.log_level.clone(),
         }
     }
+}
+
+/// `--orphan-min-age`: a duration with its unit, or 0, within the file's range.
+fn parse_orphan_min_age(s: &str) -> Result<Duration, String> {
+    config::parse_duration_or_zero(s).and_then(|d| config::check_duration("orphan_min_age", d))
 }
 
 /// Options of `report`.
@@ -131,20 +139,20 @@ pub struct ReportArgs {
     /// Show sizes in the table as exact bytes instead of human units.
     #[arg(long)]
     pub bytes: bool,
-    /// Walker threads, shared across and within writable layers (0: one per CPU).
-    #[arg(long, default_value_t = 0, value_name = "N")]
-    pub threads: usize,
+    /// Walker threads, shared across and within writable layers (0: one per CPU; at most 1024).
+    #[arg(long, default_value_t = 0, value_name = "N", value_parser = clap::value_parser!(u64).range(0..=config::MAX_THREADS))]
+    pub threads: u64,
     /// Print one section of the table: summary, containers, images, orphans or findings (the JSON
     /// document always carries every section).
     #[arg(long, value_enum, value_name = "NAME")]
     pub section: Option<Section>,
-    /// Storage changed less than this many seconds ago is not called an orphan: it may belong to a pull,
-    /// build or removal in progress.
-    #[arg(long, default_value_t = 600, value_name = "SECONDS")]
-    pub orphan_min_age: u64,
-    /// List each writable layer's N largest files (path, apparent and allocated bytes).
-    #[arg(long, default_value_t = 0, value_name = "N")]
-    pub top: usize,
+    /// Storage changed more recently than this is not called an orphan: it may belong to a pull, build or
+    /// removal in progress. A duration with its unit (10m, 1h30m), or 0 to show every orphan.
+    #[arg(long, default_value = "10m", value_name = "DURATION", value_parser = parse_orphan_min_age)]
+    pub orphan_min_age: Duration,
+    /// List each writable layer's N largest files (path, apparent and allocated bytes; at most 100).
+    #[arg(long, default_value_t = 0, value_name = "N", value_parser = clap::value_parser!(u64).range(0..=config::MAX_TOP_FILES))]
+    pub top: u64,
     /// Where the host is.
     #[command(flatten)]
     pub host: HostArgs,

@@ -2,6 +2,7 @@
 //! argument parsing, wiring the collector to renderers, and exit codes. Host formats are read by the
 //! `collector` library only.
 
+mod changes;
 mod cli;
 mod config;
 mod daemon;
@@ -42,8 +43,12 @@ fn main() -> ExitCode {
     }
 }
 
+/// Whether the error is standard output closed early (`| head -1`): a success for a command line tool.
 fn is_broken_pipe(e: &anyhow::Error) -> bool {
-    e.chain().any(|c| c.downcast_ref::<io::Error>().is_some_and(|io| io.kind() == io::ErrorKind::BrokenPipe))
+    e.chain().any(|c| {
+        c.downcast_ref::<io::Error>().is_some_and(|io| io.kind() == io::ErrorKind::BrokenPipe)
+            || c.downcast_ref::<serde_json::Error>().and_then(|j| j.io_error_kind()) == Some(io::ErrorKind::BrokenPipe)
+    })
 }
 
 /// Sends one test event to every configured sink; true when all took it.
@@ -67,6 +72,7 @@ fn check_sinks(args: &cli::RunArgs) -> anyhow::Result<bool> {
 fn check_config(args: &cli::RunArgs) -> anyhow::Result<()> {
     let source = args.source();
     let config = config::load(&source, &args.overrides())?;
+    config::check_roots(&config)?;
     if source.path.exists() {
         eprintln!("ovlaudit: {source}: configuration is valid");
     } else {
@@ -80,8 +86,8 @@ fn report(args: &ReportArgs) -> anyhow::Result<()> {
     if args.section.is_some() && args.format != Format::Table {
         anyhow::bail!("--section selects a part of the table; the JSON and NDJSON output always carry every section");
     }
-    let mut opts = args.host.scan_options(args.threads, args.top);
-    opts.orphan_min_age = std::time::Duration::from_secs(args.orphan_min_age);
+    let mut opts = args.host.scan_options(args.threads as usize, args.top as usize);
+    opts.orphan_min_age = args.orphan_min_age;
     let report = collector::scan(&opts)?;
     if !report.sources.docker_found && report.sources.engines.is_empty() {
         eprintln!(

@@ -84,6 +84,15 @@ const REPLAY_MAX: usize = 2_000;
 /// A batch stays under this many bytes of JSON (one event may exceed it alone).
 const BATCH_MAX_BYTES: usize = 1 << 20;
 
+/// Raised when the reader of standard output, as a sink, went away (`ovlaudit run | head -1`).
+static STDOUT_CLOSED: tokio::sync::Notify = tokio::sync::Notify::const_new();
+
+/// Resolves once a `stdout:` sink found its reader gone: the service then stops quietly, with success,
+/// as command line tools do when their output is cut short.
+pub async fn stdout_closed() {
+    STDOUT_CLOSED.notified().await;
+}
+
 /// One sink's counters, as they appear in the `ovlaudit.scan` event and the agent's log.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct SinkStats {
@@ -301,6 +310,10 @@ impl Worker {
                         }
                     }
                     in_flight.clear();
+                }
+                Err(e) if self.cfg.kind == SinkKind::Stdout && e.kind() == std::io::ErrorKind::BrokenPipe => {
+                    STDOUT_CLOSED.notify_one();
+                    return;
                 }
                 Err(e) => {
                     self.broken(&mut conn, &mut in_flight, &mut recent, format!("send: {e}"));
