@@ -53,6 +53,11 @@ pub struct Config {
     pub orphan_min_age: Duration,
     /// Largest files listed per writable layer in each container event; 0 for none.
     pub top_files: usize,
+    /// Whether to keep writable-layer accounting between scans, brought up to date from fanotify change
+    /// notifications, instead of walking every layer on every scan.
+    pub incremental: bool,
+    /// Time between full walks that check the incremental state (and correct what no event reports).
+    pub reconcile_interval: Duration,
 }
 
 impl Default for Config {
@@ -73,6 +78,8 @@ impl Default for Config {
             scan_timeout: Duration::from_secs(600),
             orphan_min_age: Duration::from_secs(600),
             top_files: 0,
+            incremental: true,
+            reconcile_interval: Duration::from_secs(6 * 3600),
         }
     }
 }
@@ -109,7 +116,8 @@ impl Config {
         };
         format!(
             "interval = {}\nroot = {}\nproc = {}\n{}\nthreads = {}\nlog_level = {}\n\
-             watch = {}\nsettle = {}\nmax_delay = {}\nscan_timeout = {}\norphan_min_age = {}\ntop_files = {}\n",
+             watch = {}\nsettle = {}\nmax_delay = {}\nscan_timeout = {}\norphan_min_age = {}\ntop_files = {}\n\
+             incremental = {}\nreconcile_interval = {}\n",
             toml_string(&format_duration(self.interval)),
             path(&self.root),
             path(&self.proc_dir),
@@ -122,6 +130,8 @@ impl Config {
             toml_string(&format_duration(self.scan_timeout)),
             toml_string(&format_duration(self.orphan_min_age)),
             self.top_files,
+            self.incremental,
+            toml_string(&format_duration(self.reconcile_interval)),
         ) + &other_roots
             + &self.sinks.iter().map(sink_toml).collect::<String>()
     }
@@ -269,6 +279,8 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         scan_timeout: file.scan_timeout.map_or(d.scan_timeout, |v| v.0),
         orphan_min_age: file.orphan_min_age.map_or(d.orphan_min_age, |v| v.0),
         top_files: file.top_files.unwrap_or(d.top_files),
+        incremental: file.incremental.unwrap_or(d.incremental),
+        reconcile_interval: file.reconcile_interval.map_or(d.reconcile_interval, |v| v.0),
     })
 }
 
@@ -332,6 +344,8 @@ struct File {
     scan_timeout: Option<DurationValue>,
     orphan_min_age: Option<DurationValue>,
     top_files: Option<usize>,
+    incremental: Option<bool>,
+    reconcile_interval: Option<DurationValue>,
 }
 
 struct DurationValue(Duration);

@@ -10,6 +10,7 @@
 use crate::config::{self, Config, Overrides, Source};
 use crate::debounce::Debounce;
 use crate::events::{report_events, Sequencer};
+use crate::incremental::Incremental;
 use crate::logging::LogControl;
 use crate::sinks::Sinks;
 use crate::systemd::{monotonic_usec, Notifier};
@@ -18,6 +19,7 @@ use crate::watch::{Change, HostWatch};
 use collector::report::Report;
 use collector::{ScanError, Severity};
 use std::collections::{BTreeSet, HashSet};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc;
@@ -83,6 +85,9 @@ struct Daemon {
     stuck_logged: bool,
     /// Error findings of the last scan, so that only new ones are logged.
     known_errors: HashSet<(String, Option<String>)>,
+    /// Writable-layer accounting kept between scans (`incremental = true`); the scan thread holds it
+    /// while it runs.
+    incremental: Option<Arc<Mutex<Incremental>>>,
 }
 
 impl Daemon {
@@ -112,6 +117,7 @@ impl Daemon {
             ready: false,
             stuck_logged: false,
             known_errors: HashSet::new(),
+            incremental: None,
         }
     }
 
@@ -120,6 +126,10 @@ impl Daemon {
         let mut int = signal(SignalKind::interrupt())?;
         let mut hup = signal(SignalKind::hangup())?;
         self.sinks = Some(Sinks::start(self.config.sinks.clone(), &self.host_name));
+        if self.config.incremental {
+            let inc = Incremental::start(self.config.top_files, self.config.reconcile_interval);
+            self.incremental = Some(Arc::new(Mutex::new(inc)));
+        }
         if self.config.watch {
             self.watch = Some(HostWatch::start(&self.config, self.changes_tx.clone()));
         }
@@ -234,6 +244,7 @@ impl Daemon {
 
     fn start_scan(&mut self, reason: String) {
         let opts = self.config.scan_options();
+        let incremental = self.incremental.clone();
         self.scans += 1;
         self.debounce.take(Instant::now().into_std());
         self.pending.clear();
@@ -241,7 +252,13 @@ impl Daemon {
         tracing::debug!("scan {} starting ({reason})", self.scans);
         self.next_extend = Instant::now() + EXTEND_EVERY;
         self.scan = Some(Running {
-            handle: tokio::task::spawn_blocking(move || collector::scan(&opts)),
+            handle: tokio::task::spawn_blocking(move || match incremental {
+                Some(inc) => {
+                    let mut inc = inc.lock().unwrap_or_else(|p| p.into_inner());
+                    collector::scan_with(&opts, Some(&mut *inc))
+                }
+                None => collector::scan(&opts),
+            }),
             started: Instant::now(),
             number: self.scans,
             reason,
@@ -255,7 +272,11 @@ impl Daemon {
             Ok(Ok(report)) => {
                 self.log_new_errors(&report);
                 let stats = self.sinks.as_ref().map(Sinks::stats).unwrap_or_default();
-                let events = report_events(&report, &mut self.seq, &stats);
+                let mut events = report_events(&report, &mut self.seq, &stats);
+                if let Some(inc) = &self.incremental {
+                    let inc = inc.lock().unwrap_or_else(|p| p.into_inner());
+                    crate::incremental::annotate(&mut events, inc.counters());
+                }
                 if let Some(sinks) = &self.sinks {
                     sinks.publish(&events);
                 }
@@ -347,6 +368,15 @@ impl Daemon {
             }
         }
         self.debounce.retime(self.config.settle, self.config.max_delay);
+        if old.incremental != self.config.incremental {
+            self.incremental = self.config.incremental.then(|| {
+                Arc::new(Mutex::new(Incremental::start(self.config.top_files, self.config.reconcile_interval)))
+            });
+        } else if let Some(inc) = &self.incremental {
+            // A scan in flight holds it; the new settings wait for it.
+            let (top, every, inc) = (self.config.top_files, self.config.reconcile_interval, inc.clone());
+            tokio::task::spawn_blocking(move || inc.lock().unwrap_or_else(|p| p.into_inner()).configure(top, every));
+        }
         // The new interval counts from the last scan, as the old one did.
         self.next_interval = self.next_interval - old.interval + self.config.interval;
         if host_changed {

@@ -196,10 +196,11 @@ struct Layer {
     seen: Mutex<HashSet<(u64, u64)>>,
 }
 
-#[derive(Clone, Copy)]
-struct RootId {
-    dev: u64,
-    mnt_id: u64,
+/// The layer root's device and mount: an entry elsewhere is a mount point, never crossed.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RootId {
+    pub(crate) dev: u64,
+    pub(crate) mnt_id: u64,
 }
 
 #[derive(Default)]
@@ -657,29 +658,11 @@ impl Walker<'_, '_> {
     /// 6.7) is reported so that only its empty files are looked at. Most directories carry no overlay
     /// xattr at all, so this is one system call per directory.
     fn dir_xattrs(&mut self, fd: RawFd, count_opaque: bool) -> bool {
-        let x = self.layer.xattrs;
-        let mut names = [0u8; 1024];
-        let n = unsafe { libc::flistxattr(fd, names.as_mut_ptr().cast(), names.len()) };
-        let (has_opaque, has_whiteouts) = if n >= 0 {
-            let list = &names[..n as usize];
-            let has = |want: &CStr| list.split(|&b| b == 0).any(|a| a == want.to_bytes());
-            (has(x.opaque()), has(x.whiteouts()))
-        } else {
-            // Too many names for the buffer (or no xattr support): ask for the two that matter.
-            (true, unsafe { libc::fgetxattr(fd, x.whiteouts().as_ptr(), std::ptr::null_mut(), 0) >= 0 })
-        };
-        let mut marker = 0u8;
-        if has_opaque {
-            let mut v = [0u8; 1];
-            let got = unsafe { libc::fgetxattr(fd, x.opaque().as_ptr(), v.as_mut_ptr().cast(), 1) };
-            if got == 1 {
-                marker = v[0];
-            }
-        }
-        if count_opaque && marker == b'y' {
+        let (opaque, whiteouts) = dir_markers(fd, self.layer.xattrs);
+        if count_opaque && opaque {
             self.local.opaque_dirs += 1;
         }
-        has_whiteouts || marker == b'x'
+        whiteouts
     }
 
     fn has_xattr(&self, dirfd: RawFd, name: &CStr, attr: &CStr) -> bool {
@@ -738,7 +721,33 @@ impl Walker<'_, '_> {
     }
 }
 
-fn is_mount_point(st: &Statx, root: RootId) -> bool {
+/// A directory's overlay markers, read with one `flistxattr`: whether it is opaque (`opaque=y`), and
+/// whether it holds xattr whiteouts (`opaque=x` since kernel 6.8, a `whiteouts` xattr on 6.7), so that
+/// only its empty files need a look. Most directories carry no overlay xattr at all, so this is one
+/// system call per directory.
+pub(crate) fn dir_markers(fd: RawFd, x: OverlayXattrs) -> (bool, bool) {
+    let mut names = [0u8; 1024];
+    let n = unsafe { libc::flistxattr(fd, names.as_mut_ptr().cast(), names.len()) };
+    let (has_opaque, has_whiteouts) = if n >= 0 {
+        let list = &names[..n as usize];
+        let has = |want: &CStr| list.split(|&b| b == 0).any(|a| a == want.to_bytes());
+        (has(x.opaque()), has(x.whiteouts()))
+    } else {
+        // Too many names for the buffer (or no xattr support): ask for the two that matter.
+        (true, unsafe { libc::fgetxattr(fd, x.whiteouts().as_ptr(), std::ptr::null_mut(), 0) >= 0 })
+    };
+    let mut marker = 0u8;
+    if has_opaque {
+        let mut v = [0u8; 1];
+        let got = unsafe { libc::fgetxattr(fd, x.opaque().as_ptr(), v.as_mut_ptr().cast(), 1) };
+        if got == 1 {
+            marker = v[0];
+        }
+    }
+    (marker == b'y', has_whiteouts || marker == b'x')
+}
+
+pub(crate) fn is_mount_point(st: &Statx, root: RootId) -> bool {
     let mount_root = u64::from(libc::STATX_ATTR_MOUNT_ROOT as u32);
     (st.stx_attributes_mask & mount_root != 0 && st.stx_attributes & mount_root != 0)
         || (st.stx_mask & libc::STATX_MNT_ID != 0 && st.stx_mnt_id != root.mnt_id)
@@ -762,9 +771,9 @@ fn open_dir_checked(parent: RawFd, name: &CStr, root: RootId) -> io::Result<Open
     Ok(Opened::Dir(fd, st.stx_dev(), st.stx_ino))
 }
 
-type Statx = libc::statx;
+pub(crate) type Statx = libc::statx;
 
-trait StatxExt {
+pub(crate) trait StatxExt {
     fn stx_dev(&self) -> u64;
 }
 
@@ -774,11 +783,11 @@ impl StatxExt for Statx {
     }
 }
 
-fn blocks_bytes(st: &Statx) -> u64 {
+pub(crate) fn blocks_bytes(st: &Statx) -> u64 {
     st.stx_blocks.saturating_mul(512)
 }
 
-fn open_dir(dirfd: RawFd, name: &CStr) -> io::Result<OwnedFd> {
+pub(crate) fn open_dir(dirfd: RawFd, name: &CStr) -> io::Result<OwnedFd> {
     let fd = unsafe {
         libc::openat(
             dirfd,
@@ -801,7 +810,7 @@ const STATX_WANTED: u32 = libc::STATX_TYPE
     | libc::STATX_BLOCKS
     | libc::STATX_MNT_ID;
 
-fn statx(dirfd: RawFd, name: &CStr, flags: libc::c_int) -> io::Result<Statx> {
+pub(crate) fn statx(dirfd: RawFd, name: &CStr, flags: libc::c_int) -> io::Result<Statx> {
     let mut st = std::mem::MaybeUninit::<Statx>::uninit();
     // Never trigger an automount from inside a layer.
     let flags = flags | libc::AT_NO_AUTOMOUNT;
@@ -815,7 +824,7 @@ fn statx(dirfd: RawFd, name: &CStr, flags: libc::c_int) -> io::Result<Statx> {
 /// Whether the entry `name` in `dirfd` carries the xattr `attr`, without following a symlink and without
 /// opening the entry: `getxattrat(2)` (kernel 6.13+), else `lgetxattr` through the directory's
 /// `/proc/self/fd` link.
-fn xattr_present_at(dirfd: RawFd, name: &CStr, attr: &CStr) -> bool {
+pub(crate) fn xattr_present_at(dirfd: RawFd, name: &CStr, attr: &CStr) -> bool {
     #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
     {
         const SYS_GETXATTRAT: libc::c_long = 464;
@@ -854,7 +863,7 @@ fn xattr_present_at(dirfd: RawFd, name: &CStr, attr: &CStr) -> bool {
 /// the highest one in which the inodes differ. One listing's inodes usually span a narrow range, so this
 /// is two or three linear passes where a comparison sort spends n log n compares (which showed in
 /// profiles of directories of thousands of files).
-fn sort_by_inode(v: &mut Vec<(u64, u32)>, scratch: &mut Vec<(u64, u32)>) {
+pub(crate) fn sort_by_inode(v: &mut Vec<(u64, u32)>, scratch: &mut Vec<(u64, u32)>) {
     if v.len() < 64 {
         v.sort_unstable();
         return;
@@ -884,21 +893,21 @@ fn sort_by_inode(v: &mut Vec<(u64, u32)>, scratch: &mut Vec<(u64, u32)>) {
 }
 
 /// One worker's `getdents64` buffer, reused for every directory it lists.
-struct DentsBuf {
+pub(crate) struct DentsBuf {
     buf: Vec<u64>,
     /// (inode, offset) of the entries in `buf`, to visit them in inode order.
-    order: Vec<(u64, u32)>,
+    pub(crate) order: Vec<(u64, u32)>,
     /// The radix sort's second buffer.
-    scratch: Vec<(u64, u32)>,
+    pub(crate) scratch: Vec<(u64, u32)>,
 }
 
 impl DentsBuf {
-    fn new() -> DentsBuf {
+    pub(crate) fn new() -> DentsBuf {
         // u64 elements keep every record 8-byte aligned, as the kernel lays them out.
         DentsBuf { buf: vec![0u64; DENTS_BUF / 8], order: Vec::with_capacity(DENTS_BUF / 24), scratch: Vec::new() }
     }
 
-    fn fill(&mut self, dirfd: RawFd) -> io::Result<usize> {
+    pub(crate) fn fill(&mut self, dirfd: RawFd) -> io::Result<usize> {
         let n = unsafe { libc::syscall(libc::SYS_getdents64, dirfd, self.buf.as_mut_ptr(), DENTS_BUF) };
         if n < 0 {
             return Err(io::Error::last_os_error());
@@ -907,7 +916,7 @@ impl DentsBuf {
     }
 
     /// The inode number and record length of the entry at byte `off`.
-    fn ino_at(&self, off: usize) -> (u64, usize) {
+    pub(crate) fn ino_at(&self, off: usize) -> (u64, usize) {
         let bytes = self.bytes();
         let ino = u64::from_ne_bytes(bytes[off..off + 8].try_into().unwrap_or([0; 8]));
         let reclen = u16::from_ne_bytes([bytes[off + 16], bytes[off + 17]]) as usize;
@@ -921,7 +930,7 @@ impl DentsBuf {
 
     /// The entry at byte `off`: its name and record length. `linux_dirent64` is
     /// `{ u64 d_ino; i64 d_off; u16 d_reclen; u8 d_type; char d_name[]; }`.
-    fn entry(&self, off: usize) -> (&CStr, usize) {
+    pub(crate) fn entry(&self, off: usize) -> (&CStr, usize) {
         let bytes = self.bytes();
         let reclen = u16::from_ne_bytes([bytes[off + 16], bytes[off + 17]]) as usize;
         let name = CStr::from_bytes_until_nul(&bytes[off + 19..off + reclen]).unwrap_or(c"");
