@@ -7,6 +7,7 @@ mod common;
 mod events;
 mod harness;
 mod harness_smoke;
+mod incremental;
 mod lab;
 mod report_cli;
 mod report_docker;
