@@ -339,3 +339,104 @@ fn a_write_through_a_memory_map_is_found_by_the_reconciliation_walk() {
     assert!(agent.log().contains("had drifted by"), "{}", agent.log());
     engine.docker(&["rm", "-f", &id]);
 }
+
+/// Installs, in the calling process, a seccomp filter that fails `fanotify_init` with EPERM (as the unit's
+/// `SystemCallFilter=~@privileged` would without the line that allows it).
+fn deny_fanotify_init() -> std::io::Result<()> {
+    #[cfg(target_arch = "x86_64")]
+    const ARCH: u32 = 0xc000_003e;
+    #[cfg(target_arch = "aarch64")]
+    const ARCH: u32 = 0xc000_00b7;
+    let f = |code: u16, jt: u8, jf: u8, k: u32| libc::sock_filter { code, jt, jf, k };
+    const LD_ABS_W: u16 = 0x20;
+    const JEQ_K: u16 = 0x15;
+    const RET_K: u16 = 0x06;
+    let prog = [
+        f(LD_ABS_W, 0, 0, 4), // seccomp_data.arch
+        f(JEQ_K, 1, 0, ARCH),
+        f(RET_K, 0, 0, libc::SECCOMP_RET_ALLOW),
+        f(LD_ABS_W, 0, 0, 0), // seccomp_data.nr
+        f(JEQ_K, 0, 1, libc::SYS_fanotify_init as u32),
+        f(RET_K, 0, 0, libc::SECCOMP_RET_ERRNO | libc::EPERM as u32),
+        f(RET_K, 0, 0, libc::SECCOMP_RET_ALLOW),
+    ];
+    let fprog = libc::sock_fprog { len: prog.len() as u16, filter: prog.as_ptr().cast_mut() };
+    // SAFETY: prctl with these arguments reads only `fprog`, which points at `prog`, alive for the call.
+    let rc = unsafe {
+        if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        libc::prctl(libc::PR_SET_SECCOMP, libc::SECCOMP_MODE_FILTER, &fprog as *const libc::sock_fprog)
+    };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Without fanotify (here a seccomp filter) the agent says why once and walks every layer, as before.
+#[test]
+fn without_fanotify_every_scan_walks_and_says_why_once() {
+    use std::os::unix::process::CommandExt;
+    let Some(engine) = start_engine() else { return };
+    engine.import_busybox("bb:1");
+    let id = engine.docker(&["run", "-d", "bb:1", "sh", "-c", "head -c 12345 /dev/zero > /f && sleep 3600"]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("agent.toml");
+    std::fs::write(&config, "").expect("config");
+    let root = engine.data_root().to_str().expect("utf-8").to_owned();
+    let args = ["--config", config.to_str().expect("utf-8"), "--docker-root", &root, "--interval", "150ms"];
+    let agent = Agent::start_prepared(crate::common::OVLAUDIT, &args, &[], |cmd| {
+        // SAFETY: the hook only calls prctl, which is async-signal-safe.
+        unsafe { cmd.pre_exec(deny_fanotify_init) };
+    });
+    let scans = agent.wait_until(Duration::from_secs(30), "four scans", |s| s.len() >= 4);
+    for scan in &scans {
+        let inc = &scan.summary()["incremental"];
+        assert_eq!(inc["enabled"], false, "{inc}");
+        assert!(inc["unavailable"].as_str().is_some_and(|w| w.contains("fanotify_init")), "{inc}");
+        assert_eq!(inc["layers_walked"], 1, "the container's layer is walked: {inc}");
+        assert_eq!(inc["layers_incremental"], 0, "{inc}");
+    }
+    let last = scans.last().expect("scans");
+    let got = &container_event(last, &id)["ovlaudit"]["container"]["writable"];
+    assert_eq!(got["apparent_bytes"].as_u64(), Some(size_rw(&engine, &id)));
+    let log = agent.log();
+    assert_eq!(log.matches("incremental accounting unavailable").count(), 1, "said once:\n{log}");
+    assert!(log.contains("Operation not permitted"), "{log}");
+    engine.docker(&["rm", "-f", &id]);
+}
+
+/// Events lost to a full queue (the agent stopped while 20,000 files are made; the queue holds 16,384) are noticed: every layer
+/// is walked again, the overflow is counted, and the figures are exact again.
+#[test]
+fn a_queue_overflow_walks_every_layer_again() {
+    let Some(engine) = start_engine() else { return };
+    engine.import_busybox("bb:1");
+    let id = engine.docker(&["create", "bb:1", "true"]);
+    let c = engine.api_get(&format!("/containers/{id}/json"));
+    let upper = std::path::PathBuf::from(c["GraphDriver"]["Data"]["UpperDir"].as_str().expect("UpperDir"));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let agent = agent_for(&engine, dir.path(), "");
+    scan_after(&agent);
+    agent.signal(libc::SIGSTOP);
+    // In a marked directory (the upperdir itself), so that each file is an event.
+    for i in 0..20_000 {
+        std::fs::write(upper.join(format!("f{i}")), b"x").expect("write");
+    }
+    agent.signal(libc::SIGCONT);
+    let scan = scan_after(&agent);
+    let inc = &agent
+        .scans()
+        .iter()
+        .map(|s| s.summary()["incremental"].clone())
+        .find(|i| i["overflows"] == 1)
+        .unwrap_or_else(|| panic!("no overflow counted; last: {}", scan.summary()["incremental"]));
+    assert_eq!(inc["rebuilds"]["queue overflow"], 1, "{inc}");
+    let want = report(&engine);
+    let got = &container_event(&scan, &id)["ovlaudit"]["container"]["writable"];
+    assert_eq!(figures(got, &upper), figures(&crate::common::container(&want, &id)["writable"], &upper));
+    assert_eq!(got["files"], 20_000);
+    assert_eq!(agent.log().matches("queue overflowed").count(), 1, "{}", agent.log());
+    engine.docker(&["rm", "-f", &id]);
+}

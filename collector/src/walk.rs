@@ -638,8 +638,20 @@ impl Walker<'_, '_> {
         if n == 0 {
             return;
         }
-        if self.top.len() >= n && self.top.peek().is_some_and(|Reverse(min)| apparent <= min.apparent) {
-            return;
+        if self.top.len() >= n {
+            let Some(Reverse(min)) = self.top.peek() else { return };
+            if apparent < min.apparent {
+                return;
+            }
+            // A tie with the smallest kept is broken by path, as the merge of workers' lists breaks it, so
+            // that the list does not depend on the order of visits.
+            if apparent == min.apparent {
+                let sep: &[u8] = if self.path.is_empty() { b"" } else { b"/" };
+                let candidate = self.path.iter().chain(sep).chain(name);
+                if candidate.cmp(min.path.0.iter()) != std::cmp::Ordering::Less {
+                    return;
+                }
+            }
         }
         let mut path = Vec::with_capacity(self.path.len() + name.len() + 1);
         path.extend_from_slice(&self.path);
