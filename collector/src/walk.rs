@@ -995,6 +995,20 @@ mod tests {
         assert_eq!(walk.take(0).expect("taken"), Default::default());
     }
 
+    #[test]
+    fn top_files_of_equal_size_are_cut_by_path_whatever_the_order_of_visits() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        // Created in reverse name order, so inode order (the order of visits) is the reverse of name order.
+        for name in ["e", "d", "c", "b", "a"] {
+            std::fs::write(tmp.path().join(name), b"same").expect("write");
+        }
+        let spec = LayerSpec { upperdir: Some(tmp.path().to_path_buf()), xattrs: OverlayXattrs::Trusted };
+        let walk = Walk::new(vec![spec], 2, None);
+        walk.work();
+        let top = walk.take(0).expect("walk").top_files;
+        assert_eq!(top.iter().map(|t| t.path.as_str()).collect::<Vec<_>>(), ["/a", "/b"]);
+    }
+
     /// A small deterministic generator, so the test needs no crate and fails the same way every time.
     fn numbers(seed: u64, n: usize, spread: u64) -> Vec<(u64, u32)> {
         let mut x = seed;
