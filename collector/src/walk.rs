@@ -462,14 +462,16 @@ impl Walker<'_, '_> {
             let oldest = self.stack.len() - OPEN_DIR_WINDOW;
             self.stack[oldest].fd = None;
         }
-        if self.pool.hungry() {
-            self.share(root);
-        }
+        // Every idle worker is fed now, not one per directory entered: when the cache is cold a directory
+        // takes milliseconds of disk reads, and handing out one subtree per directory left most workers
+        // waiting (the walk ran at an I/O depth of about two whatever the thread count).
+        while self.pool.hungry() && self.share(root) {}
     }
 
-    /// Hands the shallowest open pending subdirectory to an idle worker, as an open descriptor.
-    fn share(&mut self, root: RootId) {
-        let Some(i) = self.stack.iter().position(|f| f.fd.is_some() && !f.starts.is_empty()) else { return };
+    /// Hands the shallowest open pending subdirectory to an idle worker, as an open descriptor; false when
+    /// there is none.
+    fn share(&mut self, root: RootId) -> bool {
+        let Some(i) = self.stack.iter().position(|f| f.fd.is_some() && !f.starts.is_empty()) else { return false };
         let mut name = Vec::new();
         let frame = &mut self.stack[i];
         frame.pop_name(&mut name);
@@ -488,6 +490,7 @@ impl Walker<'_, '_> {
             Ok(Opened::MountPoint) => self.local.mount_points += 1,
             Err(e) => self.error_at(&path, &e),
         }
+        true
     }
 
     /// Pops the finished top frame, reopening its parent through `..` if the parent had been closed.
