@@ -224,7 +224,7 @@ impl LayerState {
             totals: Counts::default(),
         };
         let mut buf = DentsBuf::new();
-        state.take_in(fd, st.stx_ino, 0, Box::default(), watch, &mut buf, true)?;
+        state.take_in(vec![(Rc::new(fd), None, st.stx_ino, 0, Box::default())], watch, &mut buf, true)?;
         Ok(state)
     }
 
@@ -452,19 +452,13 @@ impl LayerState {
         if new_links {
             return Err(RefreshError::NewHardLink { path: self.full_path(ino) });
         }
-        for (name, child) in fresh {
-            let Ok(cname) = CString::new(&name[..]) else { continue };
-            match open_dir(fd.as_raw_fd(), &cname)
-                .and_then(|d| statx(d.as_raw_fd(), c"", libc::AT_EMPTY_PATH).map(|st| (d, st)))
-            {
-                Ok((d, st)) if st.stx_ino == child && !is_mount_point(&st, self.root) => {
-                    let before = self.dirs.len();
-                    self.take_in(d, child, ino, name, watch, buf, false)?;
-                    stats.dirs_walked += (self.dirs.len() - before) as u64;
-                }
-                // Gone or replaced since the listing: the events of that change bring this directory back.
-                Ok(_) | Err(_) => {}
-            }
+        if !fresh.is_empty() {
+            // Opened from this directory as the walk would: an unreadable one is an error counted here, a
+            // mount point is not crossed, one replaced since the listing comes back with its own events.
+            let stack = fresh.into_iter().rev().map(|(name, child)| (fd.clone(), Some(name.clone()), child, ino, name));
+            let before = self.dirs.len();
+            self.take_in(stack.collect(), watch, buf, false)?;
+            stats.dirs_walked += self.dirs.len().saturating_sub(before) as u64;
         }
         Ok(())
     }
@@ -531,22 +525,16 @@ impl LayerState {
         }
     }
 
-    /// Takes in the directory open as `fd` (inode `ino`, named `name` in `parent`) and everything below
-    /// it: each directory watched, then listed, then its subdirectories opened from it. Outside the first
+    /// Takes in the directories of `stack` (the last first) and everything below them: each directory watched, then listed, then its subdirectories opened from it. Outside the first
     /// build, a hard link found to an inode the state did not hold as linked is an error (its other name
     /// may be counted as a file of its own).
-    #[allow(clippy::too_many_arguments)]
     fn take_in(
         &mut self,
-        fd: OwnedFd,
-        ino: u64,
-        parent: u64,
-        name: Box<[u8]>,
+        mut stack: Vec<Pending>,
         watch: &mut dyn DirWatch,
         buf: &mut DentsBuf,
         building: bool,
     ) -> Result<(), RefreshError> {
-        let mut stack: Vec<Pending> = vec![(Rc::new(fd), None, ino, parent, name)];
         while let Some((base, open_name, ino, parent, name)) = stack.pop() {
             let fd = match open_name {
                 None => base,
