@@ -214,6 +214,7 @@ fn incremental_figures_equal_a_full_walk_after_random_writes() {
         }
     };
     let steps = 30;
+    let validator = crate::events::event_validator();
     let started = Instant::now();
     for seed in seeds {
         eprintln!("seed {seed} (replay with OVLAUDIT_SEED={seed})");
@@ -266,6 +267,7 @@ fn incremental_figures_equal_a_full_walk_after_random_writes() {
                     "seed {seed} step {step} ({op:?}): apparent_bytes of {id} is not the engine's SizeRw"
                 );
             }
+            crate::events::assert_events_valid(&validator, &both[1].events);
             for x in &both {
                 let inc = &x.summary()["incremental"];
                 assert_eq!(inc["enabled"], true, "seed {seed}: {inc}");

@@ -35,7 +35,9 @@ pub struct ScanCounters {
     pub layers_incremental: u64,
     /// Layers walked in full this scan (new layers, rebuilt states, layers beyond the mark limit).
     pub layers_walked: u64,
-    /// Layers that cannot be followed and are walked at every scan, with the reason.
+    /// How many layers cannot be followed and are walked at every scan.
+    pub unwatched: u64,
+    /// The first of them (at most 20), each with the reason.
     pub unwatched_layers: BTreeMap<String, String>,
     /// Directories listed again because they changed.
     pub dirs_relisted: u64,
@@ -58,6 +60,9 @@ pub struct ScanCounters {
     /// The sum of the absolute differences of `apparent_bytes` and `allocated_bytes` found then.
     pub drift_bytes: u64,
 }
+
+/// Unwatched layers named in a scan event at most.
+const MAX_NAMED_UNWATCHED: usize = 20;
 
 struct Layer {
     id: u64,
@@ -314,8 +319,14 @@ impl KnownUsages for Incremental {
             c.drift_layers = self.last.drift_layers;
             c.drift_bytes = self.last.drift_bytes;
         }
-        c.unwatched_layers =
-            self.unwatched.iter().map(|(p, why)| (p.to_string_lossy().into_owned(), why.clone())).collect();
+        // Named up to a limit, so the scan event stays small however many layers are beyond the mark limit.
+        c.unwatched = self.unwatched.len() as u64;
+        c.unwatched_layers = self
+            .unwatched
+            .iter()
+            .take(MAX_NAMED_UNWATCHED)
+            .map(|(p, why)| (p.to_string_lossy().into_owned(), why.clone()))
+            .collect();
         c.dirs_watched = self.keys.len() as u64;
         self.last = c;
         out
