@@ -145,6 +145,17 @@ impl Agent {
     /// Starts `PROGRAM ARGS` (a wrapper such as `setpriv … ovlaudit run …`) and collects its output like
     /// [`Agent::start`].
     pub fn start_program(program: &str, args: &[&str], env: &[(&str, &str)]) -> Agent {
+        Agent::start_prepared(program, args, env, |_| {})
+    }
+
+    /// Like [`Agent::start_program`], with `prepare` applied to the command before it is spawned (a
+    /// `pre_exec` hook, say).
+    pub fn start_prepared(
+        program: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+        prepare: impl FnOnce(&mut Command),
+    ) -> Agent {
         let mut cmd = Command::new(program);
         if program == OVLAUDIT {
             cmd.arg("run");
@@ -153,6 +164,7 @@ impl Agent {
         for (k, v) in env {
             cmd.env(k, v);
         }
+        prepare(&mut cmd);
         let mut child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

@@ -67,6 +67,8 @@ fn check_config_accepts_the_shipped_example_and_prints_the_defaults() {
     assert_eq!(printed.get("max_delay"), "5s");
     assert_eq!(printed.get("scan_timeout"), "10m");
     assert_eq!(printed.get("snapshot_interval"), "1d");
+    assert_eq!(printed.get("incremental"), "true");
+    assert_eq!(printed.get("reconcile_interval"), "6h");
 }
 
 #[test]

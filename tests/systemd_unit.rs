@@ -513,6 +513,11 @@ fn shipped_unit_under_real_systemd_audits_the_docker_host() {
     );
     assert_eq!(mount["layers"][0]["role"], "init");
     assert_eq!(scans[0].last().expect("summary")["ovlaudit"]["scan"]["totals"]["unowned_mounts"], 0);
+    // The unit's system-call filter lets fanotify through: the writable layers are followed, not walked.
+    let incremental = &scans[0].last().expect("summary")["ovlaudit"]["scan"]["incremental"];
+    assert_eq!(incremental["enabled"], true, "incremental accounting under the unit: {incremental}");
+    assert!(incremental["dirs_watched"].as_u64().unwrap_or(0) > 0, "{incremental}");
+    assert!(incremental["unwatched_layers"].as_object().is_some_and(|m| m.is_empty()), "{incremental}");
     // The other containers' overlays are mounted in dockerd's mount namespace, which this host does not
     // see: no mount for them, and a warning for the running one.
     for cid in [&running, &exited, &created] {

@@ -8,6 +8,7 @@ mod common;
 mod events;
 mod harness;
 mod harness_smoke;
+mod incremental;
 mod lab;
 mod propagation;
 mod report_cli;

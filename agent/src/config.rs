@@ -56,17 +56,23 @@ pub struct Config {
     pub top_files: usize,
     /// Time between full snapshots (every thing re-stated) besides the ones at start and after a reload.
     pub snapshot_interval: Duration,
+    /// Whether to keep writable-layer accounting between scans, brought up to date from fanotify change
+    /// notifications, instead of walking every layer on every scan.
+    pub incremental: bool,
+    /// Time between full walks that check the incremental state (and correct what no event reports).
+    pub reconcile_interval: Duration,
 }
 
 /// The sane range of each duration key: below the least, the agent would busy the CPU or its collectors;
 /// above the most, it would look dead. Shared by the file and the flags.
-pub const DURATION_LIMITS: [(&str, Duration, Duration); 6] = [
+pub const DURATION_LIMITS: [(&str, Duration, Duration); 7] = [
     ("interval", Duration::from_secs(1), Duration::from_secs(7 * 86400)),
     ("settle", Duration::from_millis(10), Duration::from_secs(60)),
     ("max_delay", Duration::from_millis(100), Duration::from_secs(600)),
     ("scan_timeout", Duration::from_secs(1), Duration::from_secs(86400)),
     ("orphan_min_age", Duration::ZERO, Duration::from_secs(365 * 86400)),
     ("snapshot_interval", Duration::from_secs(10), Duration::from_secs(30 * 86400)),
+    ("reconcile_interval", Duration::from_secs(5), Duration::from_secs(30 * 86400)),
 ];
 
 /// The most walker threads (`threads`, `--threads`).
@@ -116,6 +122,8 @@ impl Default for Config {
             orphan_min_age: Duration::from_secs(600),
             top_files: 0,
             snapshot_interval: Duration::from_secs(86400),
+            incremental: true,
+            reconcile_interval: Duration::from_secs(6 * 3600),
         }
     }
 }
@@ -153,7 +161,7 @@ impl Config {
         format!(
             "interval = {}\nroot = {}\nproc = {}\n{}\nthreads = {}\nlog_level = {}\n\
              watch = {}\nsettle = {}\nmax_delay = {}\nscan_timeout = {}\norphan_min_age = {}\ntop_files = {}\n\
-             snapshot_interval = {}\n",
+             snapshot_interval = {}\nincremental = {}\nreconcile_interval = {}\n",
             toml_string(&format_duration(self.interval)),
             path(&self.root),
             path(&self.proc_dir),
@@ -167,6 +175,8 @@ impl Config {
             toml_string(&format_duration_or_zero(self.orphan_min_age)),
             self.top_files,
             toml_string(&format_duration(self.snapshot_interval)),
+            self.incremental,
+            toml_string(&format_duration(self.reconcile_interval)),
         ) + &other_roots
             + &self.sinks.iter().map(sink_toml).collect::<String>()
     }
@@ -364,6 +374,8 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         orphan_min_age: duration("orphan_min_age", file.orphan_min_age, d.orphan_min_age)?,
         top_files: count("top_files", file.top_files, MAX_TOP_FILES)?.unwrap_or(d.top_files),
         snapshot_interval: duration("snapshot_interval", file.snapshot_interval, d.snapshot_interval)?,
+        incremental: file.incremental.unwrap_or(d.incremental),
+        reconcile_interval: duration("reconcile_interval", file.reconcile_interval, d.reconcile_interval)?,
     })
 }
 
@@ -435,6 +447,8 @@ struct File {
     orphan_min_age: Option<Spanned<DurationValue>>,
     top_files: Option<Spanned<Count>>,
     snapshot_interval: Option<Spanned<DurationValue>>,
+    incremental: Option<bool>,
+    reconcile_interval: Option<Spanned<DurationValue>>,
 }
 
 /// A duration string; `"0"` and `"0s"` read as zero, which only `orphan_min_age` accepts (the range check

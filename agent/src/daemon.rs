@@ -17,6 +17,7 @@ use crate::changes::Tracker;
 use crate::config::{self, Config, Overrides, Source};
 use crate::debounce::Debounce;
 use crate::events::{failure_event, scan_events, things, ScanInfo, Sequencer};
+use crate::incremental::Incremental;
 use crate::logging::LogControl;
 use crate::sinks::Sinks;
 use crate::systemd::{monotonic_usec, Notifier};
@@ -25,6 +26,7 @@ use crate::watch::{Change, HostWatch};
 use collector::report::Report;
 use collector::{ScanError, Severity};
 use std::collections::{BTreeSet, HashSet};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc;
@@ -111,6 +113,9 @@ struct Daemon {
     fatal: Option<String>,
     /// The reader of standard output went away (`| head -1`): stop quietly.
     output_closed: bool,
+    /// Writable-layer accounting kept between scans (`incremental = true`); the scan thread holds it
+    /// while it runs.
+    incremental: Option<Arc<Mutex<Incremental>>>,
 }
 
 impl Daemon {
@@ -148,6 +153,7 @@ impl Daemon {
             failures: 0,
             fatal: None,
             output_closed: false,
+            incremental: None,
         }
     }
 
@@ -156,6 +162,10 @@ impl Daemon {
         let mut int = signal(SignalKind::interrupt())?;
         let mut hup = signal(SignalKind::hangup())?;
         self.sinks = Some(Sinks::start(self.config.sinks.clone(), &self.host_name));
+        if self.config.incremental {
+            let inc = Incremental::start(self.config.top_files, self.config.reconcile_interval);
+            self.incremental = Some(Arc::new(Mutex::new(inc)));
+        }
         if self.config.watch {
             self.watch = Some(HostWatch::start(&self.config, self.changes_tx.clone()));
         }
@@ -283,6 +293,7 @@ impl Daemon {
 
     fn start_scan(&mut self, reason: String) {
         let opts = self.config.scan_options();
+        let incremental = self.incremental.clone();
         self.scans += 1;
         self.debounce.take(Instant::now().into_std());
         self.pending.clear();
@@ -290,7 +301,13 @@ impl Daemon {
         tracing::debug!("scan {} starting ({reason})", self.scans);
         self.next_extend = Instant::now() + EXTEND_EVERY;
         self.scan = Some(Running {
-            handle: tokio::task::spawn_blocking(move || collector::scan(&opts)),
+            handle: tokio::task::spawn_blocking(move || match incremental {
+                Some(inc) => {
+                    let mut inc = inc.lock().unwrap_or_else(|p| p.into_inner());
+                    collector::scan_with(&opts, Some(&mut *inc))
+                }
+                None => collector::scan(&opts),
+            }),
             started: Instant::now(),
             number: self.scans,
             reason,
@@ -312,7 +329,11 @@ impl Daemon {
             let snapshot = self.snapshot_reason(&stats);
             let (deltas, counts) = self.tracker.update(things(&report), snapshot.is_some());
             let info = ScanInfo { number: run.number, reason: run.reason.clone(), snapshot };
-            let events = scan_events(&report, &mut self.seq, &mut self.tracker, &deltas, counts, &info, &stats);
+            let mut events = scan_events(&report, &mut self.seq, &mut self.tracker, &deltas, counts, &info, &stats);
+            if let Some(inc) = &self.incremental {
+                let inc = inc.lock().unwrap_or_else(|p| p.into_inner());
+                crate::incremental::annotate(&mut events, inc.counters());
+            }
             if let Some(sinks) = &self.sinks {
                 sinks.publish(&events);
             }
@@ -470,6 +491,15 @@ impl Daemon {
         // Receivers that reset with the agent's configuration get the whole state again.
         self.snapshot_why = Some("reload");
         self.next_snapshot = self.next_snapshot - old.snapshot_interval + self.config.snapshot_interval;
+        if old.incremental != self.config.incremental {
+            self.incremental = self.config.incremental.then(|| {
+                Arc::new(Mutex::new(Incremental::start(self.config.top_files, self.config.reconcile_interval)))
+            });
+        } else if let Some(inc) = &self.incremental {
+            // A scan in flight holds it; the new settings wait for it.
+            let (top, every, inc) = (self.config.top_files, self.config.reconcile_interval, inc.clone());
+            tokio::task::spawn_blocking(move || inc.lock().unwrap_or_else(|p| p.into_inner()).configure(top, every));
+        }
         // The new interval counts from the last scan, as the old one did.
         self.next_interval = self.next_interval - old.interval + self.config.interval;
         if host_changed {

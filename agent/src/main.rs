@@ -8,6 +8,8 @@ mod config;
 mod daemon;
 mod debounce;
 mod events;
+mod fanotify;
+mod incremental;
 mod logging;
 mod render;
 mod sections;

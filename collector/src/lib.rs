@@ -13,6 +13,7 @@ pub mod digest;
 pub mod docker;
 pub mod engine;
 pub mod finding;
+pub mod layer_state;
 pub mod mount_table;
 pub mod mountinfo;
 pub mod overlay;
@@ -24,4 +25,4 @@ pub mod walk;
 
 pub use finding::{Finding, Severity};
 pub use report::Report;
-pub use scan::{scan, ScanError, ScanOptions};
+pub use scan::{scan, scan_with, KnownUsages, ScanError, ScanOptions};

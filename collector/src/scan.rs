@@ -8,7 +8,7 @@ use crate::engine::{next_usage, Engine, HostView, LayerSpec, Usages};
 use crate::finding::{Findings, Severity};
 use crate::mount_table::{read_mount_table, LayerAnchors, OverlayMount};
 use crate::report::*;
-use crate::usage::OverlayXattrs;
+use crate::usage::{OverlayXattrs, UsageError, WritableUsage};
 use crate::walk::{worker_threads, Walk};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -76,8 +76,20 @@ pub fn under_root(root: &Path, host_path: &Path) -> PathBuf {
     }
 }
 
+/// Writable-layer usages known without a walk (the agent's incremental state): for each layer of the
+/// scan, its usage, or `None` to have it walked.
+pub trait KnownUsages {
+    /// One entry per layer of `layers`, in order.
+    fn known(&mut self, layers: &[LayerSpec]) -> Vec<Option<Result<WritableUsage, UsageError>>>;
+}
+
 /// Audits the host.
 pub fn scan(opts: &ScanOptions) -> Result<Report, ScanError> {
+    scan_with(opts, None)
+}
+
+/// Audits the host, taking the usages `known` has instead of walking those layers.
+pub fn scan_with(opts: &ScanOptions, known: Option<&mut dyn KnownUsages>) -> Result<Report, ScanError> {
     let started = Instant::now();
     let generated_at = rfc3339(SystemTime::now());
     let mut findings = Findings::default();
@@ -147,7 +159,19 @@ pub fn scan(opts: &ScanOptions) -> Result<Report, ScanError> {
     // the walk's, and many small layers of several stores keep every walker busy.
     let plans: Vec<Vec<LayerSpec>> = engines.iter().map(|e| e.writable_layers()).collect();
     let counts: Vec<usize> = plans.iter().map(Vec::len).collect();
-    let walk = Walk::new(plans.into_iter().flatten().collect(), opts.top_files, None);
+    let specs: Vec<LayerSpec> = plans.into_iter().flatten().collect();
+    let mut known = known.map(|k| k.known(&specs)).unwrap_or_default();
+    known.resize_with(specs.len(), || None);
+    // Index into the walk of each layer that is walked.
+    let mut walked = Vec::with_capacity(specs.len());
+    let mut to_walk = Vec::new();
+    for (spec, k) in specs.into_iter().zip(&known) {
+        walked.push(k.is_none().then_some(to_walk.len()));
+        if k.is_none() {
+            to_walk.push(spec);
+        }
+    }
+    let walk = Walk::new(to_walk, opts.top_files, None);
     std::thread::scope(|s| {
         walk.spawn_workers(s, worker_threads(opts.threads).min(walk.len()));
         // Orphans need no usage: looked for first, while the walk is in its early layers.
@@ -156,7 +180,10 @@ pub fn scan(opts: &ScanOptions) -> Result<Report, ScanError> {
         }
         let mut first = 0;
         for (engine, n) in engines.iter().zip(counts) {
-            let mut usages = (first..first + n).map(|i| walk.take(i));
+            let mut usages = (first..first + n).map(|i| match known.get_mut(i).and_then(Option::take) {
+                Some(u) => u,
+                None => walk.take(walked.get(i).copied().flatten().unwrap_or(usize::MAX)),
+            });
             first += n;
             let mine = engine.containers(&host, &mut usages, &mut owned, &mut findings);
             let (imgs, bytes) = engine.images(&mine, &mut findings);

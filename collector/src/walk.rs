@@ -196,10 +196,11 @@ struct Layer {
     seen: Mutex<HashSet<(u64, u64)>>,
 }
 
-#[derive(Clone, Copy)]
-struct RootId {
-    dev: u64,
-    mnt_id: u64,
+/// The layer root's device and mount: an entry elsewhere is a mount point, never crossed.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RootId {
+    pub(crate) dev: u64,
+    pub(crate) mnt_id: u64,
 }
 
 #[derive(Default)]
@@ -461,14 +462,16 @@ impl Walker<'_, '_> {
             let oldest = self.stack.len() - OPEN_DIR_WINDOW;
             self.stack[oldest].fd = None;
         }
-        if self.pool.hungry() {
-            self.share(root);
-        }
+        // Every idle worker is fed now, not one per directory entered: when the cache is cold a directory
+        // takes milliseconds of disk reads, and handing out one subtree per directory left most workers
+        // waiting (the walk ran at an I/O depth of about two whatever the thread count).
+        while self.pool.hungry() && self.share(root) {}
     }
 
-    /// Hands the shallowest open pending subdirectory to an idle worker, as an open descriptor.
-    fn share(&mut self, root: RootId) {
-        let Some(i) = self.stack.iter().position(|f| f.fd.is_some() && !f.starts.is_empty()) else { return };
+    /// Hands the shallowest open pending subdirectory to an idle worker, as an open descriptor; false when
+    /// there is none.
+    fn share(&mut self, root: RootId) -> bool {
+        let Some(i) = self.stack.iter().position(|f| f.fd.is_some() && !f.starts.is_empty()) else { return false };
         let mut name = Vec::new();
         let frame = &mut self.stack[i];
         frame.pop_name(&mut name);
@@ -487,6 +490,7 @@ impl Walker<'_, '_> {
             Ok(Opened::MountPoint) => self.local.mount_points += 1,
             Err(e) => self.error_at(&path, &e),
         }
+        true
     }
 
     /// Pops the finished top frame, reopening its parent through `..` if the parent had been closed.
@@ -637,8 +641,20 @@ impl Walker<'_, '_> {
         if n == 0 {
             return;
         }
-        if self.top.len() >= n && self.top.peek().is_some_and(|Reverse(min)| apparent <= min.apparent) {
-            return;
+        if self.top.len() >= n {
+            let Some(Reverse(min)) = self.top.peek() else { return };
+            if apparent < min.apparent {
+                return;
+            }
+            // A tie with the smallest kept is broken by path, as the merge of workers' lists breaks it, so
+            // that the list does not depend on the order of visits.
+            if apparent == min.apparent {
+                let sep: &[u8] = if self.path.is_empty() { b"" } else { b"/" };
+                let candidate = self.path.iter().chain(sep).chain(name);
+                if candidate.cmp(min.path.0.iter()) != std::cmp::Ordering::Less {
+                    return;
+                }
+            }
         }
         let mut path = Vec::with_capacity(self.path.len() + name.len() + 1);
         path.extend_from_slice(&self.path);
@@ -657,29 +673,11 @@ impl Walker<'_, '_> {
     /// 6.7) is reported so that only its empty files are looked at. Most directories carry no overlay
     /// xattr at all, so this is one system call per directory.
     fn dir_xattrs(&mut self, fd: RawFd, count_opaque: bool) -> bool {
-        let x = self.layer.xattrs;
-        let mut names = [0u8; 1024];
-        let n = unsafe { libc::flistxattr(fd, names.as_mut_ptr().cast(), names.len()) };
-        let (has_opaque, has_whiteouts) = if n >= 0 {
-            let list = &names[..n as usize];
-            let has = |want: &CStr| list.split(|&b| b == 0).any(|a| a == want.to_bytes());
-            (has(x.opaque()), has(x.whiteouts()))
-        } else {
-            // Too many names for the buffer (or no xattr support): ask for the two that matter.
-            (true, unsafe { libc::fgetxattr(fd, x.whiteouts().as_ptr(), std::ptr::null_mut(), 0) >= 0 })
-        };
-        let mut marker = 0u8;
-        if has_opaque {
-            let mut v = [0u8; 1];
-            let got = unsafe { libc::fgetxattr(fd, x.opaque().as_ptr(), v.as_mut_ptr().cast(), 1) };
-            if got == 1 {
-                marker = v[0];
-            }
-        }
-        if count_opaque && marker == b'y' {
+        let (opaque, whiteouts) = dir_markers(fd, self.layer.xattrs);
+        if count_opaque && opaque {
             self.local.opaque_dirs += 1;
         }
-        has_whiteouts || marker == b'x'
+        whiteouts
     }
 
     fn has_xattr(&self, dirfd: RawFd, name: &CStr, attr: &CStr) -> bool {
@@ -738,7 +736,33 @@ impl Walker<'_, '_> {
     }
 }
 
-fn is_mount_point(st: &Statx, root: RootId) -> bool {
+/// A directory's overlay markers, read with one `flistxattr`: whether it is opaque (`opaque=y`), and
+/// whether it holds xattr whiteouts (`opaque=x` since kernel 6.8, a `whiteouts` xattr on 6.7), so that
+/// only its empty files need a look. Most directories carry no overlay xattr at all, so this is one
+/// system call per directory.
+pub(crate) fn dir_markers(fd: RawFd, x: OverlayXattrs) -> (bool, bool) {
+    let mut names = [0u8; 1024];
+    let n = unsafe { libc::flistxattr(fd, names.as_mut_ptr().cast(), names.len()) };
+    let (has_opaque, has_whiteouts) = if n >= 0 {
+        let list = &names[..n as usize];
+        let has = |want: &CStr| list.split(|&b| b == 0).any(|a| a == want.to_bytes());
+        (has(x.opaque()), has(x.whiteouts()))
+    } else {
+        // Too many names for the buffer (or no xattr support): ask for the two that matter.
+        (true, unsafe { libc::fgetxattr(fd, x.whiteouts().as_ptr(), std::ptr::null_mut(), 0) >= 0 })
+    };
+    let mut marker = 0u8;
+    if has_opaque {
+        let mut v = [0u8; 1];
+        let got = unsafe { libc::fgetxattr(fd, x.opaque().as_ptr(), v.as_mut_ptr().cast(), 1) };
+        if got == 1 {
+            marker = v[0];
+        }
+    }
+    (marker == b'y', has_whiteouts || marker == b'x')
+}
+
+pub(crate) fn is_mount_point(st: &Statx, root: RootId) -> bool {
     let mount_root = u64::from(libc::STATX_ATTR_MOUNT_ROOT as u32);
     (st.stx_attributes_mask & mount_root != 0 && st.stx_attributes & mount_root != 0)
         || (st.stx_mask & libc::STATX_MNT_ID != 0 && st.stx_mnt_id != root.mnt_id)
@@ -762,9 +786,9 @@ fn open_dir_checked(parent: RawFd, name: &CStr, root: RootId) -> io::Result<Open
     Ok(Opened::Dir(fd, st.stx_dev(), st.stx_ino))
 }
 
-type Statx = libc::statx;
+pub(crate) type Statx = libc::statx;
 
-trait StatxExt {
+pub(crate) trait StatxExt {
     fn stx_dev(&self) -> u64;
 }
 
@@ -774,11 +798,11 @@ impl StatxExt for Statx {
     }
 }
 
-fn blocks_bytes(st: &Statx) -> u64 {
+pub(crate) fn blocks_bytes(st: &Statx) -> u64 {
     st.stx_blocks.saturating_mul(512)
 }
 
-fn open_dir(dirfd: RawFd, name: &CStr) -> io::Result<OwnedFd> {
+pub(crate) fn open_dir(dirfd: RawFd, name: &CStr) -> io::Result<OwnedFd> {
     let fd = unsafe {
         libc::openat(
             dirfd,
@@ -801,7 +825,7 @@ const STATX_WANTED: u32 = libc::STATX_TYPE
     | libc::STATX_BLOCKS
     | libc::STATX_MNT_ID;
 
-fn statx(dirfd: RawFd, name: &CStr, flags: libc::c_int) -> io::Result<Statx> {
+pub(crate) fn statx(dirfd: RawFd, name: &CStr, flags: libc::c_int) -> io::Result<Statx> {
     let mut st = std::mem::MaybeUninit::<Statx>::uninit();
     // Never trigger an automount from inside a layer.
     let flags = flags | libc::AT_NO_AUTOMOUNT;
@@ -815,7 +839,7 @@ fn statx(dirfd: RawFd, name: &CStr, flags: libc::c_int) -> io::Result<Statx> {
 /// Whether the entry `name` in `dirfd` carries the xattr `attr`, without following a symlink and without
 /// opening the entry: `getxattrat(2)` (kernel 6.13+), else `lgetxattr` through the directory's
 /// `/proc/self/fd` link.
-fn xattr_present_at(dirfd: RawFd, name: &CStr, attr: &CStr) -> bool {
+pub(crate) fn xattr_present_at(dirfd: RawFd, name: &CStr, attr: &CStr) -> bool {
     #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
     {
         const SYS_GETXATTRAT: libc::c_long = 464;
@@ -854,7 +878,7 @@ fn xattr_present_at(dirfd: RawFd, name: &CStr, attr: &CStr) -> bool {
 /// the highest one in which the inodes differ. One listing's inodes usually span a narrow range, so this
 /// is two or three linear passes where a comparison sort spends n log n compares (which showed in
 /// profiles of directories of thousands of files).
-fn sort_by_inode(v: &mut Vec<(u64, u32)>, scratch: &mut Vec<(u64, u32)>) {
+pub(crate) fn sort_by_inode(v: &mut Vec<(u64, u32)>, scratch: &mut Vec<(u64, u32)>) {
     if v.len() < 64 {
         v.sort_unstable();
         return;
@@ -884,21 +908,21 @@ fn sort_by_inode(v: &mut Vec<(u64, u32)>, scratch: &mut Vec<(u64, u32)>) {
 }
 
 /// One worker's `getdents64` buffer, reused for every directory it lists.
-struct DentsBuf {
+pub(crate) struct DentsBuf {
     buf: Vec<u64>,
     /// (inode, offset) of the entries in `buf`, to visit them in inode order.
-    order: Vec<(u64, u32)>,
+    pub(crate) order: Vec<(u64, u32)>,
     /// The radix sort's second buffer.
-    scratch: Vec<(u64, u32)>,
+    pub(crate) scratch: Vec<(u64, u32)>,
 }
 
 impl DentsBuf {
-    fn new() -> DentsBuf {
+    pub(crate) fn new() -> DentsBuf {
         // u64 elements keep every record 8-byte aligned, as the kernel lays them out.
         DentsBuf { buf: vec![0u64; DENTS_BUF / 8], order: Vec::with_capacity(DENTS_BUF / 24), scratch: Vec::new() }
     }
 
-    fn fill(&mut self, dirfd: RawFd) -> io::Result<usize> {
+    pub(crate) fn fill(&mut self, dirfd: RawFd) -> io::Result<usize> {
         let n = unsafe { libc::syscall(libc::SYS_getdents64, dirfd, self.buf.as_mut_ptr(), DENTS_BUF) };
         if n < 0 {
             return Err(io::Error::last_os_error());
@@ -907,7 +931,7 @@ impl DentsBuf {
     }
 
     /// The inode number and record length of the entry at byte `off`.
-    fn ino_at(&self, off: usize) -> (u64, usize) {
+    pub(crate) fn ino_at(&self, off: usize) -> (u64, usize) {
         let bytes = self.bytes();
         let ino = u64::from_ne_bytes(bytes[off..off + 8].try_into().unwrap_or([0; 8]));
         let reclen = u16::from_ne_bytes([bytes[off + 16], bytes[off + 17]]) as usize;
@@ -921,7 +945,7 @@ impl DentsBuf {
 
     /// The entry at byte `off`: its name and record length. `linux_dirent64` is
     /// `{ u64 d_ino; i64 d_off; u16 d_reclen; u8 d_type; char d_name[]; }`.
-    fn entry(&self, off: usize) -> (&CStr, usize) {
+    pub(crate) fn entry(&self, off: usize) -> (&CStr, usize) {
         let bytes = self.bytes();
         let reclen = u16::from_ne_bytes([bytes[off + 16], bytes[off + 17]]) as usize;
         let name = CStr::from_bytes_until_nul(&bytes[off + 19..off + reclen]).unwrap_or(c"");
@@ -972,6 +996,20 @@ mod tests {
         });
         // A second take has nothing left to give.
         assert_eq!(walk.take(0).expect("taken"), Default::default());
+    }
+
+    #[test]
+    fn top_files_of_equal_size_are_cut_by_path_whatever_the_order_of_visits() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        // Created in reverse name order, so inode order (the order of visits) is the reverse of name order.
+        for name in ["e", "d", "c", "b", "a"] {
+            std::fs::write(tmp.path().join(name), b"same").expect("write");
+        }
+        let spec = LayerSpec { upperdir: Some(tmp.path().to_path_buf()), xattrs: OverlayXattrs::Trusted };
+        let walk = Walk::new(vec![spec], 2, None);
+        walk.work();
+        let top = walk.take(0).expect("walk").top_files;
+        assert_eq!(top.iter().map(|t| t.path.as_str()).collect::<Vec<_>>(), ["/a", "/b"]);
     }
 
     /// A small deterministic generator, so the test needs no crate and fails the same way every time.
