@@ -4,6 +4,7 @@ mod agent;
 mod bench;
 mod collectors;
 mod common;
+mod copy_ups;
 mod events;
 mod harness;
 mod harness_smoke;

@@ -145,6 +145,14 @@ pub struct ReportArgs {
     /// List each writable layer's N largest files (path, apparent and allocated bytes).
     #[arg(long, default_value_t = 0, value_name = "N")]
     pub top: usize,
+    /// Do not look for copy-ups and shadowed bytes (files of a writable layer that also exist in the
+    /// image, and image files the container deleted).
+    #[arg(long)]
+    pub no_copy_ups: bool,
+    /// Bytes of copied-up files that may be read to compare them with the image's copies, for the whole
+    /// scan; what it does not cover is reported as unverified.
+    #[arg(long, default_value_t = collector::copyup::DEFAULT_BUDGET, value_name = "BYTES")]
+    pub compare_budget: u64,
     /// Where the host is.
     #[command(flatten)]
     pub host: HostArgs,

@@ -82,7 +82,11 @@ fn report(args: &ReportArgs) -> anyhow::Result<()> {
     }
     let mut opts = args.host.scan_options(args.threads, args.top);
     opts.orphan_min_age = std::time::Duration::from_secs(args.orphan_min_age);
-    let report = collector::scan(&opts)?;
+    let mut report = collector::scan(&opts)?;
+    if !args.no_copy_ups {
+        let budget = collector::copyup::Budget::new(args.compare_budget);
+        collector::copyup::analyze_containers(&mut report, &opts.root, &budget, opts.threads);
+    }
     if !report.sources.docker_found && report.sources.engines.is_empty() {
         eprintln!(
             "ovlaudit: no Docker storage found: looked for {}/overlay2 and {}/image/overlay2{}; \

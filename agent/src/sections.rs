@@ -65,6 +65,20 @@ pub fn summary(out: &mut impl Write, r: &Report, exact: bool) -> io::Result<()> 
         ],
         ["  container logs".to_owned(), size(t.log_bytes), "json-file logs and their rotations".to_owned()],
         [
+            "  copied up".to_owned(),
+            size(t.copy_up_bytes),
+            format!(
+                "of writable: {} identical to the image's, {} not compared",
+                size(t.copy_up_identical_bytes),
+                size(t.copy_up_unverified_bytes)
+            ),
+        ],
+        [
+            "  shadowed".to_owned(),
+            size(t.shadowed_bytes),
+            "image bytes deleted or hidden by containers, still on disk".to_owned(),
+        ],
+        [
             "  findings".to_owned(),
             (count("error") + count("warning") + count("info")).to_string(),
             format!(

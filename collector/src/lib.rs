@@ -9,6 +9,7 @@
 
 pub mod bbolt;
 pub mod containerd;
+pub mod copyup;
 pub mod digest;
 pub mod docker;
 pub mod engine;

@@ -170,6 +170,14 @@ pub struct WritableReport {
     /// What the walk counted.
     #[serde(flatten)]
     pub usage: WritableUsage,
+    /// Entries that also exist in a lower layer (copied up), their content compared with the lower copy;
+    /// null when not analysed (`ovlaudit run`, or `report --no-copy-ups`).
+    #[serde(default)]
+    pub copy_ups: Option<crate::copyup::CopyUps>,
+    /// Lower-layer bytes hidden by this layer's whiteouts, opaque directories and replacements; null when
+    /// not analysed.
+    #[serde(default)]
+    pub shadowed: Option<crate::copyup::Shadowed>,
 }
 
 /// A container's init layer.
@@ -330,6 +338,22 @@ pub struct Totals {
     /// Sum of the containers' `log_bytes`.
     #[serde(default)]
     pub log_bytes: u64,
+    /// Sum of the writable layers' `copy_ups.bytes` (0 when not analysed).
+    #[serde(default)]
+    pub copy_up_bytes: u64,
+    /// Sum of `copy_ups.identical_bytes`: copies byte-identical to the image's, removable by recreating
+    /// the container (or by a metadata change in the image instead).
+    #[serde(default)]
+    pub copy_up_identical_bytes: u64,
+    /// Sum of `copy_ups.unverified_bytes`: same size as the lower copy, not compared (budget spent).
+    #[serde(default)]
+    pub copy_up_unverified_bytes: u64,
+    /// Bytes read to compare copy-ups with their lower copies (from each side).
+    #[serde(default)]
+    pub copy_up_compared_bytes: u64,
+    /// Sum of the writable layers' `shadowed.bytes`: image bytes containers deleted or hid, still on disk.
+    #[serde(default)]
+    pub shadowed_bytes: u64,
     /// Findings by severity.
     pub findings: BTreeMap<String, u64>,
 }

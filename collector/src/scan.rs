@@ -211,6 +211,7 @@ pub fn scan(opts: &ScanOptions) -> Result<Report, ScanError> {
         orphan_allocated_bytes: orphans.iter().map(|o| o.allocated_bytes).sum(),
         log_bytes: containers.iter().filter_map(|c| c.log_bytes).sum(),
         findings: by_severity,
+        ..Totals::default()
     };
     Ok(Report {
         schema: REPORT_SCHEMA.to_owned(),
