@@ -8,6 +8,7 @@ mod copy_ups;
 mod events;
 mod harness;
 mod harness_smoke;
+mod inspect;
 mod lab;
 mod propagation;
 mod report_cli;

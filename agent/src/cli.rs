@@ -34,6 +34,17 @@ pub enum Command {
         ovlaudit report --format json | jq '.containers[] | {name, bytes: .writable.apparent_bytes}'\n  \
         ovlaudit report --root /host         # inside a container, host / mounted at /host")]
     Report(ReportArgs),
+    /// Show one container's or image's overlay stack as a tree: writable layer, init layer, image layers
+    /// top first, each with its ids, size, sharers, largest files, copy-ups and the lower bytes it hides.
+    ///
+    /// TARGET is a container (id, unique id prefix, name, or the mount point of its overlay) or an image
+    /// (id, unique id prefix, or tag). Exit status: 0 when shown, 2 when TARGET matches nothing or more
+    /// than one thing, or the data root cannot be read.
+    #[command(after_help = "Examples:\n  \
+        ovlaudit inspect web                 # a container by name\n  \
+        ovlaudit inspect 3f2a                # by unique id prefix\n  \
+        ovlaudit inspect app:1 --format json # an image, for programs")]
+    Inspect(InspectArgs),
     /// Run as a service: scan on an interval and soon after containers or mounts change, and send each
     /// scan's events to the sinks (NDJSON on standard output by default).
     ///
@@ -151,6 +162,25 @@ pub struct ReportArgs {
     pub no_copy_ups: bool,
     /// Bytes of copied-up files that may be read to compare them with the image's copies, for the whole
     /// scan; what it does not cover is reported as unverified.
+    #[arg(long, default_value_t = collector::copyup::DEFAULT_BUDGET, value_name = "BYTES")]
+    pub compare_budget: u64,
+    /// Where the host is.
+    #[command(flatten)]
+    pub host: HostArgs,
+}
+
+/// Options of `inspect`.
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// The container or image.
+    pub target: String,
+    /// Output format: table (a tree) or json.
+    #[arg(long, short = 'f', value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+    /// Show sizes as exact bytes instead of human units.
+    #[arg(long)]
+    pub bytes: bool,
+    /// Bytes of copied-up files that may be read to compare them with the lower copies.
     #[arg(long, default_value_t = collector::copyup::DEFAULT_BUDGET, value_name = "BYTES")]
     pub compare_budget: u64,
     /// Where the host is.

@@ -7,6 +7,7 @@ mod config;
 mod daemon;
 mod debounce;
 mod events;
+mod inspect;
 mod logging;
 mod render;
 mod sections;
@@ -16,7 +17,7 @@ mod units;
 mod watch;
 
 use clap::Parser;
-use cli::{Cli, Command, Format, ReportArgs};
+use cli::{Cli, Command, Format, InspectArgs, ReportArgs};
 use std::io::{self, Write};
 use std::process::ExitCode;
 
@@ -24,6 +25,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Report(args) => report(&args),
+        Command::Inspect(args) => inspect(&args),
         Command::Run(args) => daemon::run(args.source(), args.overrides()),
         Command::CheckConfig(args) => check_config(&args),
         Command::CheckSinks(args) => match check_sinks(&args) {
@@ -73,6 +75,28 @@ fn check_config(args: &cli::RunArgs) -> anyhow::Result<()> {
         eprintln!("ovlaudit: no file at {source}: the defaults apply");
     }
     print!("{}", config.to_toml());
+    Ok(())
+}
+
+fn inspect(args: &InspectArgs) -> anyhow::Result<()> {
+    if args.format == Format::Ndjson {
+        anyhow::bail!("inspect writes a table or one JSON document (--format json), not NDJSON");
+    }
+    let opts = args.host.scan_options(0, 0);
+    let report = collector::scan(&opts)?;
+    let store = inspect::docker_store(&opts);
+    let budget = collector::copyup::Budget::new(args.compare_budget);
+    let shown = inspect::inspect(&report, store.as_ref(), &opts.root, &args.target, &budget)?;
+    let stdout = io::stdout();
+    let mut out = io::BufWriter::new(stdout.lock());
+    match args.format {
+        Format::Json | Format::Ndjson => {
+            serde_json::to_writer_pretty(&mut out, &shown)?;
+            writeln!(out)?;
+        }
+        Format::Table => inspect::tree(&mut out, &shown, args.bytes)?,
+    }
+    out.flush()?;
     Ok(())
 }
 
