@@ -5,6 +5,7 @@ mod bench;
 mod collectors;
 mod common;
 mod copy_ups;
+mod data_root;
 mod events;
 mod harness;
 mod harness_smoke;

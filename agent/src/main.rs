@@ -111,6 +111,7 @@ fn report(args: &ReportArgs) -> anyhow::Result<()> {
         let budget = collector::copyup::Budget::new(args.compare_budget);
         collector::copyup::analyze_containers(&mut report, &opts.root, &budget, opts.threads);
     }
+    collector::space::add_data_root_parts(&mut report, &opts);
     if !report.sources.docker_found && report.sources.engines.is_empty() {
         eprintln!(
             "ovlaudit: no Docker storage found: looked for {}/overlay2 and {}/image/overlay2{}; \

@@ -20,6 +20,7 @@ pub mod overlay;
 pub mod podman;
 pub mod report;
 pub mod scan;
+pub mod space;
 pub mod usage;
 pub mod walk;
 

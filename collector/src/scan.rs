@@ -230,6 +230,8 @@ pub fn scan(opts: &ScanOptions) -> Result<Report, ScanError> {
         findings,
         totals,
         scan_duration_ms: started.elapsed().as_millis() as u64,
+        volumes: Vec::new(),
+        build_cache: Vec::new(),
     })
 }
 
