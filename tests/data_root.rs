@@ -135,6 +135,21 @@ fn volumes_build_cache_and_reclaimable_bytes_match_the_engine_and_its_prunes() {
     assert_eq!(cache, before.cache, "build cache: (size, shared) by id");
     assert!(cache.values().any(|(s, shared)| *s == 100_000 && *shared), "the RUN step's layer is shared with bk:1");
 
+    // NDJSON carries one event per volume and per record, valid against the published schema.
+    let out =
+        crate::common::ovlaudit(&["report", "--format", "ndjson", "--docker-root", root, "--orphan-min-age", "0"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let events: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
+        .collect();
+    crate::events::assert_events_valid(&crate::events::event_validator(), &events);
+    let count = |ds: &str| events.iter().filter(|e| e["event"]["dataset"] == ds).count();
+    assert_eq!(count("ovlaudit.volume"), volumes.len());
+    assert_eq!(count("ovlaudit.build_cache"), cache.len());
+    let scan = events.iter().find(|e| e["event"]["dataset"] == "ovlaudit.scan").expect("scan event");
+    assert_eq!(scan["ovlaudit"]["scan"]["totals"]["reclaimable"], report["totals"]["reclaimable"]);
+
     let r = &report["totals"]["reclaimable"];
     let stopped_rw: u64 = ["user", "anon"]
         .iter()

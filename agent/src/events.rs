@@ -111,6 +111,16 @@ pub fn report_events(r: &Report, seq: &mut Sequencer, sinks: &[SinkStats]) -> Ve
         m.insert("ovlaudit".into(), json!({ "orphan": o }));
         out.push(Value::Object(m));
     }
+    for v in &r.volumes {
+        let mut m = seq.envelope(r, "ovlaudit.volume", "state");
+        m.insert("ovlaudit".into(), json!({ "volume": v }));
+        out.push(fit(Value::Object(m)));
+    }
+    for b in &r.build_cache {
+        let mut m = seq.envelope(r, "ovlaudit.build_cache", "state");
+        m.insert("ovlaudit".into(), json!({ "build_cache": b }));
+        out.push(fit(Value::Object(m)));
+    }
     for f in &r.findings {
         let mut m = seq.envelope(r, "ovlaudit.finding", "event");
         m.insert("ovlaudit".into(), json!({ "finding": f }));
