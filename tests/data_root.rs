@@ -108,6 +108,14 @@ fn volumes_build_cache_and_reclaimable_bytes_match_the_engine_and_its_prunes() {
     let report: Value = serde_json::from_slice(&out.stdout).expect("json");
     assert_eq!(report["orphans"], serde_json::json!([]), "build cache snapshots are not orphans");
 
+    // The data root's allocated bytes are `du -sxB1` (not crossing the running container's merged view).
+    let du = |args: &[&str]| -> u64 {
+        let out = Command::new("du").args(args).arg(root).output().expect("run du");
+        String::from_utf8_lossy(&out.stdout).split_whitespace().next().and_then(|n| n.parse().ok()).expect("du")
+    };
+    assert_eq!(u(&report["totals"]["data_root_allocated_bytes"]), du(&["-sxB1"]));
+    assert!(du(&["-sB1"]) > du(&["-sxB1"]), "du without -x enters the merged view");
+
     // Volumes: size and links as the engine counts them.
     let volumes: BTreeMap<String, (u64, u64, bool)> = report["volumes"]
         .as_array()

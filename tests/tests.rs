@@ -21,4 +21,5 @@ mod run_docker;
 mod shipping;
 mod storage_audit;
 mod systemd_unit;
+mod table_width;
 mod walk_safety;

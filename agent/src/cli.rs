@@ -156,6 +156,17 @@ pub struct ReportArgs {
     /// List each writable layer's N largest files (path, apparent and allocated bytes).
     #[arg(long, default_value_t = 0, value_name = "N")]
     pub top: usize,
+    /// Fit the table to no width: every column, full names, tags and paths (default: 80 columns, long
+    /// cells cut with a marker).
+    #[arg(long, short = 'w')]
+    pub wide: bool,
+    /// List hidden build steps, every overlay mount of no known container and every build cache record
+    /// (each summarised in one line by default).
+    #[arg(long)]
+    pub all: bool,
+    /// Order of the containers: writable or allocated bytes (largest first), name, created (newest first).
+    #[arg(long, value_enum, default_value_t = SortKey::Writable, value_name = "KEY")]
+    pub sort: SortKey,
     /// Do not look for copy-ups and shadowed bytes (files of a writable layer that also exist in the
     /// image, and image files the container deleted).
     #[arg(long)]
@@ -225,6 +236,23 @@ pub enum Section {
     Orphans,
     /// Problems found, with their codes.
     Findings,
+    /// Local volumes with their size and the containers that mount them.
+    Volumes,
+    /// BuildKit's build cache records.
+    BuildCache,
+}
+
+/// Orders of the containers table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SortKey {
+    /// Writable bytes as Docker counts SizeRw, largest first.
+    Writable,
+    /// Allocated bytes of the writable layer, largest first.
+    Allocated,
+    /// Name.
+    Name,
+    /// Creation time, newest first.
+    Created,
 }
 
 /// Output formats.

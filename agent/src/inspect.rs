@@ -455,18 +455,25 @@ pub fn tree(out: &mut impl Write, s: &Inspection, exact: bool) -> io::Result<()>
     Ok(())
 }
 
-/// Splits `text` into lines of at most `width` characters at spaces (a longer word stays whole).
-fn wrap(text: &str, width: usize) -> Vec<String> {
+/// Splits `text` into lines of at most `width` characters at spaces (a longer word where the line ends).
+pub(crate) fn wrap(text: &str, width: usize) -> Vec<String> {
     let mut lines: Vec<String> = Vec::new();
     let mut line = String::new();
     for word in text.split(' ') {
         if !line.is_empty() && line.chars().count() + 1 + word.chars().count() > width {
             lines.push(std::mem::take(&mut line));
         }
+        // A word longer than a line (a path) is split where the line ends.
+        let mut word = word.to_owned();
+        while word.chars().count() > width {
+            let head: String = word.chars().take(width).collect();
+            word = word.chars().skip(width).collect();
+            lines.push(head);
+        }
         if !line.is_empty() {
             line.push(' ');
         }
-        line.push_str(word);
+        line.push_str(&word);
     }
     if !line.is_empty() {
         lines.push(line);

@@ -3,6 +3,7 @@
 //! `collector` library only.
 
 mod cli;
+mod columns;
 mod config;
 mod daemon;
 mod debounce;
@@ -125,7 +126,11 @@ fn report(args: &ReportArgs) -> anyhow::Result<()> {
     let stdout = io::stdout();
     let mut out = io::BufWriter::new(stdout.lock());
     match args.format {
-        Format::Table => render::table(&mut out, &report, args.bytes, args.section)?,
+        Format::Table => {
+            columns::sort_containers(&mut report, args.sort);
+            let view = columns::View { exact: args.bytes, wide: args.wide, all: args.all };
+            render::table(&mut out, &report, &view, args.section)?
+        }
         Format::Json => {
             serde_json::to_writer_pretty(&mut out, &report)?;
             writeln!(out)?;

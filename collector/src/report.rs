@@ -438,6 +438,11 @@ pub struct Totals {
     /// Sum of the build cache records' `size_bytes` that are not shared with images.
     #[serde(default)]
     pub build_cache_bytes: u64,
+    /// Allocated bytes of the whole Docker data root, each inode once, mount points (the containers'
+    /// `merged/` views) not crossed; 0 when not measured. `du -s` of the data root counts more: it enters
+    /// every running container's merged view and counts its image and writable files again.
+    #[serde(default)]
+    pub data_root_allocated_bytes: u64,
     /// What removing things would free, per section, as `docker system df` counts RECLAIMABLE.
     #[serde(default)]
     pub reclaimable: Reclaimable,

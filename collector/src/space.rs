@@ -1,12 +1,14 @@
 //! Where the rest of a Docker data root goes, added to a finished report: local volumes, BuildKit's build
 //! cache, and what removing things would free per section (RECLAIMABLE, as `docker system df` counts it,
-//! with the command or action it takes). Volumes are walked like writable layers, so this is a second
-//! pass that `ovlaudit report` asks for and the periodic service does not.
+//! with the command or action it takes), and the data root's own allocated bytes to reconcile the parts
+//! with. Volumes and the data root are walked like writable layers, so this is a second pass that
+//! `ovlaudit report` asks for and the periodic service does not.
 
 use crate::docker::{DockerRoot, DockerStore};
 use crate::finding::Findings;
 use crate::report::{Reclaimable, Report};
 use crate::scan::{under_root, ScanOptions};
+use crate::usage::OverlayXattrs;
 use std::collections::{HashMap, HashSet};
 
 /// Adds the Docker data root's volumes and build cache to `report`, and every section's reclaimable
@@ -22,6 +24,12 @@ pub fn add_data_root_parts(report: &mut Report, opts: &ScanOptions) {
             report.volumes = crate::docker::volumes::volume_reports(&store, &mut findings);
             report.build_cache = crate::docker::buildcache::build_cache_records(&store, &mut findings);
             layer_sizes = store.layerdb.layers.values().map(|l| (l.chain_id.clone(), l.size.unwrap_or(0))).collect();
+            let walk = crate::walk::WalkOptions { threads: opts.threads, xattrs: OverlayXattrs::Trusted, top_files: 0 };
+            match crate::walk::measure_layers(&[Some(store.root.path.clone())], walk, None).pop() {
+                Some(Ok(u)) => report.totals.data_root_allocated_bytes = u.allocated_bytes,
+                Some(Err(e)) => findings.warn("data_root_unmeasured", e.to_string(), Some(&opts.docker_root)),
+                None => {}
+            }
         }
     }
     let t = &mut report.totals;
