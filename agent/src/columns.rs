@@ -134,6 +134,7 @@ pub fn containers(out: &mut impl Write, r: &Report, v: &View) -> io::Result<()> 
             ]);
         }
         write_fitted(out, &rows, &[4, 5, 6], &[1, 3], &[], WIDTH)?;
+        top_files(out, r, v)?;
         let errors: u64 = r.containers.iter().filter_map(|c| c.writable.as_ref()).map(|w| w.usage.errors).sum();
         if errors > 0 {
             writeln!(
@@ -161,6 +162,32 @@ pub fn containers(out: &mut impl Write, r: &Report, v: &View) -> io::Result<()> 
         rows.push([m.mount_id.map_or("-".into(), |i| i.to_string()), m.layers.len().to_string(), safe(&m.mountpoint)]);
     }
     write_fitted(out, &rows, &[0, 1], &[2], &[2], WIDTH)
+}
+
+/// With `--top N`: each writable layer's largest files, paths whole.
+fn top_files(out: &mut impl Write, r: &Report, v: &View) -> io::Result<()> {
+    let with_top: Vec<_> =
+        r.containers.iter().filter(|c| c.writable.as_ref().is_some_and(|w| !w.usage.top_files.is_empty())).collect();
+    if with_top.is_empty() {
+        return Ok(());
+    }
+    writeln!(out)?;
+    writeln!(out, "Largest files in writable layers:")?;
+    for c in with_top {
+        let top = c.writable.as_ref().map(|w| w.usage.top_files.as_slice()).unwrap_or_default();
+        let name = if c.name.is_empty() { short_id(&c.id) } else { cut(&safe(&c.name), 40, false) };
+        writeln!(out, "  {name} ({})", short_id(&c.id))?;
+        let mut rows = vec![["WRITABLE", "ALLOCATED", "PATH"].map(String::from)];
+        for f in top {
+            rows.push([v.size(f.apparent_bytes), v.size(f.allocated_bytes), safe(&f.path)]);
+        }
+        let mut text = Vec::new();
+        write_fitted(&mut text, &rows, &[0, 1], &[], &[], WIDTH)?;
+        for line in String::from_utf8_lossy(&text).lines() {
+            writeln!(out, "    {line}")?;
+        }
+    }
+    Ok(())
 }
 
 /// Images, largest first; hidden build steps in one line unless `--all`.
@@ -231,8 +258,9 @@ pub fn orphans(out: &mut impl Write, r: &Report, v: &View) -> io::Result<()> {
     for o in &r.orphans {
         rows.push([o.kind.clone(), v.size(o.allocated_bytes), safe(&o.path)]);
     }
+    // Paths are never cut: people copy them. They come last, so only they can pass the width.
     let mut table = Vec::new();
-    write_fitted(&mut table, &rows, &[1], &[2], &[2], WIDTH)?;
+    write_fitted(&mut table, &rows, &[1], &[], &[], WIDTH)?;
     let text = String::from_utf8_lossy(&table);
     let mut lines = text.lines();
     if let Some(header) = lines.next() {
