@@ -232,6 +232,19 @@ pub fn analyze_containers(report: &mut crate::report::Report, root: &Path, budge
         let Some(w) = c.writable.as_mut() else { continue };
         match r {
             Ok(a) => {
+                if a.errors > 0 {
+                    report.findings.push(crate::Finding::new(
+                        crate::Severity::Warning,
+                        "copy_up_analysis_partial",
+                        format!(
+                            "container {}: {} entries of its layers could not be read; its copy-up and shadowed \
+                             figures leave them out",
+                            c.name, a.errors
+                        ),
+                        Some(Path::new(&w.upperdir)),
+                    ));
+                    *report.totals.findings.entry("warning".to_owned()).or_insert(0) += 1;
+                }
                 let t = &mut report.totals;
                 t.copy_up_bytes = t.copy_up_bytes.saturating_add(a.copy_ups.bytes);
                 t.copy_up_identical_bytes = t.copy_up_identical_bytes.saturating_add(a.copy_ups.identical_bytes);
@@ -790,6 +803,35 @@ mod tests {
         // bin/x as l1 holds it (10), tree's merged view (30 + 40); `old` is already gone below.
         assert_eq!((a.shadowed.files, a.shadowed.bytes), (3, 10 + 30 + 40));
         assert_eq!(a.shadowed.largest.first().map(|f| f.path.as_str()), Some("/tree/c"));
+    }
+
+    fn set_xattr(p: &Path, name: &CStr, value: &[u8]) {
+        let c = CString::new(p.as_os_str().as_bytes()).expect("path");
+        // SAFETY: NUL-terminated path and name; `value` is readable for its length.
+        let rc = unsafe { libc::lsetxattr(c.as_ptr(), name.as_ptr(), value.as_ptr().cast(), value.len(), 0) };
+        assert_eq!(rc, 0, "setxattr {}: {}", p.display(), io::Error::last_os_error());
+    }
+
+    #[test]
+    fn metacopy_files_and_opaque_dirs_are_read_from_their_xattrs() {
+        let t = tempfile::tempdir().expect("tempdir");
+        let (lower, upper) = (t.path().join("lower"), t.path().join("upper"));
+        write(&lower.join("big"), &[7; 4000]);
+        // A metacopy file: the full size, no data of its own (a sparse file here, as the kernel makes it).
+        fs::create_dir_all(&upper).expect("mkdir");
+        fs::File::create(upper.join("big")).and_then(|f| f.set_len(4000)).expect("sparse");
+        set_xattr(&upper.join("big"), c"trusted.overlay.metacopy", b"");
+        write(&lower.join("dir/old"), &[1; 300]);
+        write(&upper.join("dir/new"), &[2; 5]);
+        set_xattr(&upper.join("dir"), c"trusted.overlay.opaque", b"y");
+        let budget = Budget::new(1 << 20);
+        let a = analyze_layer(&upper, &[lower], OverlayXattrs::Trusted, &budget).expect("analyze");
+        let c = &a.copy_ups;
+        assert_eq!((c.files, c.metacopy_files, c.identical_files, c.changed_files), (1, 1, 0, 0));
+        assert_eq!(c.compared_bytes, 0, "a metacopy file is not read");
+        assert_eq!(c.largest[0].content, "metacopy");
+        assert_eq!((a.opaque_dirs, a.shadowed.files, a.shadowed.bytes), (1, 1, 300));
+        assert_eq!(c.dirs, 0, "an opaque directory replaces the lower one, it is no copy of it");
     }
 
     #[test]
