@@ -2,6 +2,7 @@
 
 mod agent;
 mod bench;
+mod bench_copyups;
 mod collectors;
 mod common;
 mod copy_ups;
