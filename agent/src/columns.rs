@@ -117,7 +117,14 @@ pub fn containers(out: &mut impl Write, r: &Report, v: &View) -> io::Result<()> 
             vec![["CONTAINER", "NAME", "STATE", "IMAGE", "WRITABLE", "ALLOCATED", "IDENTICAL"].map(String::from)];
         for c in &r.containers {
             let w = c.writable.as_ref();
-            let image = c.image.tags.first().cloned().unwrap_or_else(|| short_id(&c.image.id));
+            // The name events carry (`container.image.name`): a current tag, else the image as named at create.
+            let image = c
+                .image
+                .tags
+                .first()
+                .cloned()
+                .or_else(|| Some(c.image.name.clone()).filter(|n| !n.is_empty()))
+                .unwrap_or_else(|| short_id(&c.image.id));
             let name = match (&c.namespace, multi_engine) {
                 (Some(ns), true) => format!("{}/{}/{}", c.runtime, ns, c.name),
                 (None, true) if c.runtime != "docker" => format!("{}/{}", c.runtime, c.name),
