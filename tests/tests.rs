@@ -2,13 +2,17 @@
 
 mod agent;
 mod bench;
+mod bench_copyups;
 mod bench_service;
 mod collectors;
 mod common;
+mod copy_ups;
+mod data_root;
 mod events;
 mod harness;
 mod harness_smoke;
 mod incremental;
+mod inspect;
 mod lab;
 mod propagation;
 mod report_cli;
@@ -21,4 +25,5 @@ mod run_docker;
 mod shipping;
 mod storage_audit;
 mod systemd_unit;
+mod table_width;
 mod walk_safety;

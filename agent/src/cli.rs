@@ -34,6 +34,17 @@ pub enum Command {
         ovlaudit report --format json | jq '.containers[] | {name, bytes: .writable.apparent_bytes}'\n  \
         ovlaudit report --root /host         # inside a container, host / mounted at /host")]
     Report(ReportArgs),
+    /// Show one container's or image's overlay stack as a tree: writable layer, init layer, image layers
+    /// top first, each with its ids, size, sharers, largest files, copy-ups and the lower bytes it hides.
+    ///
+    /// TARGET is a container (id, unique id prefix, name, or the mount point of its overlay) or an image
+    /// (id, unique id prefix, or tag). Exit status: 0 when shown, 2 when TARGET matches nothing or more
+    /// than one thing, or the data root cannot be read.
+    #[command(after_help = "Examples:\n  \
+        ovlaudit inspect web                 # a container by name\n  \
+        ovlaudit inspect 3f2a                # by unique id prefix\n  \
+        ovlaudit inspect app:1 --format json # an image, for programs")]
+    Inspect(InspectArgs),
     /// Run as a service: scan on an interval and soon after containers or mounts change, and send each
     /// scan's events to the sinks (NDJSON on standard output by default).
     ///
@@ -153,6 +164,44 @@ pub struct ReportArgs {
     /// List each writable layer's N largest files (path, apparent and allocated bytes; at most 100).
     #[arg(long, default_value_t = 0, value_name = "N", value_parser = clap::value_parser!(u64).range(0..=config::MAX_TOP_FILES))]
     pub top: u64,
+    /// Fit the table to no width: every column, full names, tags and paths (default: 80 columns, long
+    /// cells cut with a marker).
+    #[arg(long, short = 'w')]
+    pub wide: bool,
+    /// List hidden build steps, every overlay mount of no known container and every build cache record
+    /// (each summarised in one line by default).
+    #[arg(long)]
+    pub all: bool,
+    /// Order of the containers: writable or allocated bytes (largest first), name, created (newest first).
+    #[arg(long, value_enum, default_value_t = SortKey::Writable, value_name = "KEY")]
+    pub sort: SortKey,
+    /// Do not look for copy-ups and shadowed bytes (files of a writable layer that also exist in the
+    /// image, and image files the container deleted).
+    #[arg(long)]
+    pub no_copy_ups: bool,
+    /// Bytes of copied-up files that may be read to compare them with the image's copies, for the whole
+    /// scan; what it does not cover is reported as unverified.
+    #[arg(long, default_value_t = collector::copyup::DEFAULT_BUDGET, value_name = "BYTES")]
+    pub compare_budget: u64,
+    /// Where the host is.
+    #[command(flatten)]
+    pub host: HostArgs,
+}
+
+/// Options of `inspect`.
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// The container or image.
+    pub target: String,
+    /// Output format: table (a tree) or json.
+    #[arg(long, short = 'f', value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+    /// Show sizes as exact bytes instead of human units.
+    #[arg(long)]
+    pub bytes: bool,
+    /// Bytes of copied-up files that may be read to compare them with the lower copies.
+    #[arg(long, default_value_t = collector::copyup::DEFAULT_BUDGET, value_name = "BYTES")]
+    pub compare_budget: u64,
     /// Where the host is.
     #[command(flatten)]
     pub host: HostArgs,
@@ -195,6 +244,23 @@ pub enum Section {
     Orphans,
     /// Problems found, with their codes.
     Findings,
+    /// Local volumes with their size and the containers that mount them.
+    Volumes,
+    /// BuildKit's build cache records.
+    BuildCache,
+}
+
+/// Orders of the containers table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SortKey {
+    /// Writable bytes as Docker counts SizeRw, largest first.
+    Writable,
+    /// Allocated bytes of the writable layer, largest first.
+    Allocated,
+    /// Name.
+    Name,
+    /// Creation time, newest first.
+    Created,
 }
 
 /// Output formats.

@@ -132,6 +132,22 @@ pub fn things(r: &Report) -> Vec<Thing> {
             body: body(json!({ "ovlaudit": { "orphan": o } })),
         });
     }
+    for v in &r.volumes {
+        out.push(Thing {
+            dataset: "ovlaudit.volume",
+            kind: "state",
+            key: format!("docker/{}", v.name),
+            body: body(json!({ "ovlaudit": { "volume": v } })),
+        });
+    }
+    for b in &r.build_cache {
+        out.push(Thing {
+            dataset: "ovlaudit.build_cache",
+            kind: "state",
+            key: format!("docker/{}", b.id),
+            body: body(json!({ "ovlaudit": { "build_cache": b } })),
+        });
+    }
     for f in &r.findings {
         let severity = serde_json::to_value(f.severity).ok();
         let severity = severity.as_ref().and_then(Value::as_str).unwrap_or("");

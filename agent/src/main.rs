@@ -4,12 +4,14 @@
 
 mod changes;
 mod cli;
+mod columns;
 mod config;
 mod daemon;
 mod debounce;
 mod events;
 mod fanotify;
 mod incremental;
+mod inspect;
 mod logging;
 mod render;
 mod sections;
@@ -19,7 +21,7 @@ mod units;
 mod watch;
 
 use clap::Parser;
-use cli::{Cli, Command, Format, ReportArgs};
+use cli::{Cli, Command, Format, InspectArgs, ReportArgs};
 use std::io::{self, Write};
 use std::process::ExitCode;
 
@@ -27,6 +29,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Report(args) => report(&args),
+        Command::Inspect(args) => inspect(&args),
         Command::Run(args) => daemon::run(args.source(), args.overrides()),
         Command::CheckConfig(args) => check_config(&args),
         Command::CheckSinks(args) => match check_sinks(&args) {
@@ -84,13 +87,40 @@ fn check_config(args: &cli::RunArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn inspect(args: &InspectArgs) -> anyhow::Result<()> {
+    if args.format == Format::Ndjson {
+        anyhow::bail!("inspect writes a table or one JSON document (--format json), not NDJSON");
+    }
+    let opts = args.host.scan_options(0, 0);
+    let report = collector::scan(&opts)?;
+    let store = inspect::docker_store(&opts);
+    let budget = collector::copyup::Budget::new(args.compare_budget);
+    let shown = inspect::inspect(&report, store.as_ref(), &opts.root, &args.target, &budget)?;
+    let stdout = io::stdout();
+    let mut out = io::BufWriter::new(stdout.lock());
+    match args.format {
+        Format::Json | Format::Ndjson => {
+            serde_json::to_writer_pretty(&mut out, &shown)?;
+            writeln!(out)?;
+        }
+        Format::Table => inspect::tree(&mut out, &shown, args.bytes)?,
+    }
+    out.flush()?;
+    Ok(())
+}
+
 fn report(args: &ReportArgs) -> anyhow::Result<()> {
     if args.section.is_some() && args.format != Format::Table {
         anyhow::bail!("--section selects a part of the table; the JSON and NDJSON output always carry every section");
     }
     let mut opts = args.host.scan_options(args.threads as usize, args.top as usize);
     opts.orphan_min_age = args.orphan_min_age;
-    let report = collector::scan(&opts)?;
+    let mut report = collector::scan(&opts)?;
+    if !args.no_copy_ups {
+        let budget = collector::copyup::Budget::new(args.compare_budget);
+        collector::copyup::analyze_containers(&mut report, &opts.root, &budget, opts.threads);
+    }
+    collector::space::add_data_root_parts(&mut report, &opts);
     if !report.sources.docker_found && report.sources.engines.is_empty() {
         eprintln!(
             "ovlaudit: no Docker storage found: looked for {}/overlay2 and {}/image/overlay2{}; \
@@ -104,7 +134,11 @@ fn report(args: &ReportArgs) -> anyhow::Result<()> {
     let stdout = io::stdout();
     let mut out = io::BufWriter::new(stdout.lock());
     match args.format {
-        Format::Table => render::table(&mut out, &report, args.bytes, args.section)?,
+        Format::Table => {
+            columns::sort_containers(&mut report, args.sort);
+            let view = columns::View { exact: args.bytes, wide: args.wide, all: args.all };
+            render::table(&mut out, &report, &view, args.section)?
+        }
         Format::Json => {
             serde_json::to_writer_pretty(&mut out, &report)?;
             writeln!(out)?;

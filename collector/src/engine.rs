@@ -356,5 +356,7 @@ pub fn writable_report(
         lowerdirs,
         engine_bytes: engine_bytes(&usage),
         usage,
+        copy_ups: None,
+        shadowed: None,
     }
 }

@@ -9,6 +9,7 @@
 
 pub mod bbolt;
 pub mod containerd;
+pub mod copyup;
 pub mod digest;
 pub mod docker;
 pub mod engine;
@@ -20,6 +21,7 @@ pub mod overlay;
 pub mod podman;
 pub mod report;
 pub mod scan;
+pub mod space;
 pub mod usage;
 pub mod walk;
 

@@ -238,6 +238,7 @@ pub fn scan_with(opts: &ScanOptions, known: Option<&mut dyn KnownUsages>) -> Res
         orphan_allocated_bytes: orphans.iter().map(|o| o.allocated_bytes).sum(),
         log_bytes: containers.iter().filter_map(|c| c.log_bytes).sum(),
         findings: by_severity,
+        ..Totals::default()
     };
     Ok(Report {
         schema: REPORT_SCHEMA.to_owned(),
@@ -256,6 +257,8 @@ pub fn scan_with(opts: &ScanOptions, known: Option<&mut dyn KnownUsages>) -> Res
         findings,
         totals,
         scan_duration_ms: started.elapsed().as_millis() as u64,
+        volumes: Vec::new(),
+        build_cache: Vec::new(),
     })
 }
 

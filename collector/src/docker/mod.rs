@@ -6,6 +6,7 @@
 //! for an agent in a container); `root.host_path` is how the host's mount table names it
 //! (`/var/lib/docker`). Layer paths taken from the mount table are host paths.
 
+pub mod buildcache;
 pub mod containers;
 pub mod engine;
 pub mod image_usage;
@@ -14,6 +15,7 @@ pub mod layerdb;
 pub mod logs;
 pub mod nested;
 pub mod orphans;
+pub mod volumes;
 
 use crate::finding::Findings;
 use containers::{read_container_config, ContainerConfig};

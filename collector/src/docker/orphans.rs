@@ -6,6 +6,7 @@
 //! `daemon/graphdriver/overlay2`):
 //! - an overlay2 directory is referenced when a layer (`layerdb/sha256/*/cache-id`) or a container
 //!   (`layerdb/mounts/*/{mount-id,init-id}`) names it;
+//! - an overlay2 directory that BuildKit's `buildkit/snapshots.db` names is build cache;
 //! - `overlay2/l/<short>` is the short link of the directory it points to;
 //! - a layer being deleted is first renamed `layerdb/sha256/<chain-id>-<random>-removing`, then its
 //!   directory is removed, then the renamed entry; a crash in between leaves both;
@@ -157,6 +158,10 @@ impl<'a> Audit<'a> {
             if let Some(init) = &rw.init_id {
                 referenced.insert(init.clone(), format!("container {}", rw.container_id));
             }
+        }
+        // BuildKit's snapshots are overlay2 directories too: build cache, never orphans.
+        for dir in super::buildcache::build_cache_dirs(&store.root.path, findings) {
+            referenced.entry(dir.clone()).or_insert_with(|| format!("build cache snapshot {dir}"));
         }
 
         let host_overlay2 = store.root.host_path.join("overlay2");
