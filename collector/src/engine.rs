@@ -111,7 +111,7 @@ pub fn open_engines(opts: &ScanOptions, findings: &mut Findings) -> Result<Vec<B
         None => (crate::podman::default_roots(&opts.root), false),
     };
     for host_path in podman {
-        let path = crate::scan::under_root(&opts.root, &host_path);
+        let path = crate::hostfs::under_root(&opts.root, &host_path);
         match crate::podman::PodmanStore::open(&path, &host_path, findings) {
             Ok(s) => out.push(Box::new(s)),
             Err(why) if named => return Err(EngineRootError { engine: "podman", path, why }),
@@ -123,7 +123,7 @@ pub fn open_engines(opts: &ScanOptions, findings: &mut Findings) -> Result<Vec<B
         None => (crate::containerd::default_roots(&opts.root, &opts.docker_root), false),
     };
     for host_path in containerd {
-        let path = crate::scan::under_root(&opts.root, &host_path);
+        let path = crate::hostfs::under_root(&opts.root, &host_path);
         match crate::containerd::ContainerdStore::open(&path, &host_path, findings) {
             Ok(s) => out.push(Box::new(s)),
             Err(why) if named => return Err(EngineRootError { engine: "containerd", path, why }),

@@ -13,6 +13,7 @@ pub mod digest;
 pub mod docker;
 pub mod engine;
 pub mod finding;
+pub mod hostfs;
 pub mod mount_table;
 pub mod mountinfo;
 pub mod overlay;

@@ -5,6 +5,7 @@
 use crate::docker::{DockerRoot, DockerStore, StoreError};
 use crate::engine::{next_usage, Engine, HostView, LayerSpec, Usages};
 use crate::finding::{Findings, Severity};
+pub use crate::hostfs::under_root;
 use crate::mount_table::{read_mount_table, OverlayMount};
 use crate::report::*;
 use crate::usage::OverlayXattrs;
@@ -65,14 +66,6 @@ pub enum ScanError {
     /// A store named on the command line (`--podman-root`, `--containerd-root`) could not be read.
     #[error(transparent)]
     Engine(#[from] crate::engine::EngineRootError),
-}
-
-/// `root` joined with an absolute host path.
-pub fn under_root(root: &Path, host_path: &Path) -> PathBuf {
-    match host_path.strip_prefix("/") {
-        Ok(rel) => root.join(rel),
-        Err(_) => root.join(host_path),
-    }
 }
 
 /// Audits the host.
@@ -481,11 +474,5 @@ mod tests {
         assert_eq!(rfc3339(SystemTime::UNIX_EPOCH), "1970-01-01T00:00:00Z");
         assert_eq!(rfc3339(SystemTime::UNIX_EPOCH + Duration::from_secs(951_782_400)), "2000-02-29T00:00:00Z");
         assert_eq!(rfc3339(SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_883_582)), "2026-11-28T16:33:02Z");
-    }
-
-    #[test]
-    fn under_root_prefixes_host_paths() {
-        assert_eq!(under_root(Path::new("/host"), Path::new("/var/lib/docker")), Path::new("/host/var/lib/docker"));
-        assert_eq!(under_root(Path::new("/"), Path::new("/proc")), Path::new("/proc"));
     }
 }

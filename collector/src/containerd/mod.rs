@@ -93,7 +93,7 @@ pub struct ContainerdStore {
 pub fn default_roots(root: &Path, docker_root: &Path) -> Vec<PathBuf> {
     [PathBuf::from("/var/lib/containerd"), docker_root.join("containerd/daemon")]
         .into_iter()
-        .filter(|p| crate::scan::under_root(root, p).join(SNAPSHOTTER).join("metadata.db").is_file())
+        .filter(|p| crate::hostfs::under_root(root, p).join(SNAPSHOTTER).join("metadata.db").is_file())
         .collect()
 }
 

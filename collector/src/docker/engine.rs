@@ -5,8 +5,8 @@
 use super::DockerStore;
 use crate::engine::{Engine, HostView, LayerSpec, Usages};
 use crate::finding::Findings;
+use crate::hostfs::under_root;
 use crate::report::{ContainerReport, EngineSource, ImageReport, MountLayer, Orphan};
-use crate::scan::under_root;
 use std::collections::HashSet;
 use std::path::Path;
 

@@ -104,7 +104,7 @@ pub struct PodmanStore {
 pub fn default_roots(root: &Path) -> Vec<PathBuf> {
     let mut candidates = vec![PathBuf::from("/var/lib/containers/storage")];
     candidates.push(PathBuf::from("/root/.local/share/containers/storage"));
-    if let Ok(rd) = std::fs::read_dir(crate::scan::under_root(root, Path::new("/home"))) {
+    if let Ok(rd) = std::fs::read_dir(crate::hostfs::under_root(root, Path::new("/home"))) {
         let mut homes: Vec<PathBuf> = rd
             .flatten()
             .map(|e| Path::new("/home").join(e.file_name()).join(".local/share/containers/storage"))
@@ -114,7 +114,7 @@ pub fn default_roots(root: &Path) -> Vec<PathBuf> {
     }
     candidates
         .into_iter()
-        .filter(|p| crate::scan::under_root(root, p).join("overlay-layers/layers.json").is_file())
+        .filter(|p| crate::hostfs::under_root(root, p).join("overlay-layers/layers.json").is_file())
         .collect()
 }
 
