@@ -112,7 +112,7 @@ pub fn open_engines(opts: &ScanOptions, findings: &mut Findings) -> Result<Vec<B
     };
     for host_path in podman {
         let path = crate::hostfs::under_root(&opts.root, &host_path);
-        match crate::podman::PodmanStore::open(&path, &host_path, findings) {
+        match crate::podman::PodmanStore::open(&opts.root, &host_path, findings) {
             Ok(s) => out.push(Box::new(s)),
             Err(why) if named => return Err(EngineRootError { engine: "podman", path, why }),
             Err(why) => findings.warn("engine_root_unreadable", why, Some(&host_path)),

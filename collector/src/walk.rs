@@ -55,6 +55,9 @@ pub struct LayerSpec {
     pub upperdir: Option<PathBuf>,
     /// Which xattr namespace holds the overlay's markers in this layer.
     pub xattrs: OverlayXattrs,
+    /// The store root the upperdir was named under by metadata: when set, the upperdir is opened beneath
+    /// it without following a symlink in any component (see [`crate::hostfs`]).
+    pub beneath: Option<PathBuf>,
 }
 
 /// Measures every layer in `upperdirs` (`None`: nothing to measure, an empty usage), sharing the work over
@@ -64,7 +67,8 @@ pub fn measure_layers(
     opts: WalkOptions,
     after_list: Option<AfterList<'_>>,
 ) -> Vec<Result<WritableUsage, UsageError>> {
-    let specs = upperdirs.iter().map(|p| LayerSpec { upperdir: p.clone(), xattrs: opts.xattrs }).collect();
+    let specs =
+        upperdirs.iter().map(|p| LayerSpec { upperdir: p.clone(), xattrs: opts.xattrs, beneath: None }).collect();
     let walk = Walk::new(specs, opts.top_files, after_list);
     let workers = worker_threads(opts.threads).min(upperdirs.len()).max(1);
     std::thread::scope(|s| {
@@ -189,6 +193,7 @@ struct Pool<'a> {
 /// One layer's shared state, merged into by every job that walks part of it.
 struct Layer {
     upperdir: PathBuf,
+    beneath: Option<PathBuf>,
     xattrs: OverlayXattrs,
     root: Mutex<Option<RootId>>,
     acc: Mutex<Acc>,
@@ -222,6 +227,7 @@ impl Layer {
         Layer {
             upperdir: spec.upperdir.unwrap_or_default(),
             xattrs: spec.xattrs,
+            beneath: spec.beneath,
             root: Mutex::new(None),
             acc: Mutex::new(Acc::default()),
             seen: Mutex::new(HashSet::new()),
@@ -418,7 +424,10 @@ impl Walker<'_, '_> {
     fn open_root(&self) -> io::Result<(OwnedFd, Statx, RootId)> {
         let c = CString::new(self.layer.upperdir.as_os_str().as_bytes())
             .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains a NUL byte"))?;
-        let fd = open_dir(libc::AT_FDCWD, &c)?;
+        let fd = match &self.layer.beneath {
+            Some(store) => crate::hostfs::open_dir_beneath(store, &self.layer.upperdir)?,
+            None => open_dir(libc::AT_FDCWD, &c)?,
+        };
         let st = statx(fd.as_raw_fd(), c"", libc::AT_EMPTY_PATH)?;
         let root = RootId { dev: st.stx_dev(), mnt_id: st.stx_mnt_id };
         if let Ok(mut r) = self.layer.root.lock() {
@@ -940,7 +949,7 @@ mod tests {
         for i in 0..files {
             std::fs::write(dir.join("sub").join(format!("f{i}")), vec![b'x'; bytes]).expect("write");
         }
-        LayerSpec { upperdir: Some(dir.to_path_buf()), xattrs: OverlayXattrs::Trusted }
+        LayerSpec { upperdir: Some(dir.to_path_buf()), xattrs: OverlayXattrs::Trusted, beneath: None }
     }
 
     #[test]
@@ -948,9 +957,9 @@ mod tests {
         let tmp = tempfile::tempdir().expect("tempdir");
         let specs = vec![
             layer(&tmp.path().join("a"), 300, 3),
-            LayerSpec { upperdir: None, xattrs: OverlayXattrs::Trusted },
+            LayerSpec { upperdir: None, xattrs: OverlayXattrs::Trusted, beneath: None },
             layer(&tmp.path().join("b"), 5, 1000),
-            LayerSpec { upperdir: Some(tmp.path().join("missing")), xattrs: OverlayXattrs::Trusted },
+            LayerSpec { upperdir: Some(tmp.path().join("missing")), xattrs: OverlayXattrs::Trusted, beneath: None },
             layer(&tmp.path().join("c"), 40, 7),
         ];
         let walk = Walk::new(specs, 1, None);

@@ -101,6 +101,7 @@ impl Engine for ContainerdStore {
             .map(|s| LayerSpec {
                 upperdir: s.map(|s| self.snapshot_dir(s.id).join("fs")),
                 xattrs: OverlayXattrs::Trusted,
+                beneath: Some(self.path.clone()),
             })
             .collect()
     }
@@ -250,20 +251,26 @@ impl Engine for ContainerdStore {
     fn orphans(&self, host: &HostView<'_>, findings: &mut Findings) -> Vec<Orphan> {
         let mut candidates = Vec::new();
         let dir = self.path.join(SNAPSHOTTER).join("snapshots");
-        if let Ok(rd) = std::fs::read_dir(&dir) {
-            for e in rd.flatten() {
-                let name = e.file_name().to_string_lossy().into_owned();
-                let known = name.parse::<u64>().is_ok_and(|n| self.by_id.contains_key(&n));
-                if known {
-                    continue;
-                }
-                candidates.push(OrphanCandidate {
-                    path: e.path(),
-                    host_path: self.host_path.join(SNAPSHOTTER).join("snapshots").join(&name),
-                    kind: "snapshot_dir",
-                    detail: format!("no snapshot in {SNAPSHOTTER}/metadata.db has id {name}"),
-                });
+        let entries = match self.dir.list(&dir) {
+            Ok(e) => e,
+            Err(e) if e.is_not_found() => Vec::new(),
+            Err(e) => {
+                findings.error(e.code("directory_unreadable"), format!("cannot list snapshots: {e}"), Some(&dir));
+                Vec::new()
             }
+        };
+        for e in entries {
+            let name = e.name.to_string_lossy().into_owned();
+            let known = name.parse::<u64>().is_ok_and(|n| self.by_id.contains_key(&n));
+            if known {
+                continue;
+            }
+            candidates.push(OrphanCandidate {
+                path: dir.join(&e.name),
+                host_path: self.host_path.join(SNAPSHOTTER).join("snapshots").join(&name),
+                kind: "snapshot_dir",
+                detail: format!("no snapshot in {SNAPSHOTTER}/metadata.db has id {name}"),
+            });
         }
         if !self.meta_ok {
             // The snapshotter's own database is what names snapshot directories; meta.db is not needed

@@ -23,6 +23,7 @@ mod engine;
 
 use crate::bbolt::{self, Bucket};
 use crate::finding::Findings;
+use crate::hostfs::{FileKind, StoreDir};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
@@ -87,13 +88,15 @@ pub struct ContainerdStore {
     pub by_id: HashMap<u64, String>,
     /// Whether the metadata store could be read: orphans are held back when not.
     pub meta_ok: bool,
+    /// The root, held open: every database, blob and snapshot directory is reached through it.
+    pub dir: StoreDir,
 }
 
 /// The default roots under `root` that hold an overlayfs snapshotter.
 pub fn default_roots(root: &Path, docker_root: &Path) -> Vec<PathBuf> {
     [PathBuf::from("/var/lib/containerd"), docker_root.join("containerd/daemon")]
         .into_iter()
-        .filter(|p| crate::hostfs::under_root(root, p).join(SNAPSHOTTER).join("metadata.db").is_file())
+        .filter(|p| crate::hostfs::under_root(root, p).join(SNAPSHOTTER).join("metadata.db").exists())
         .collect()
 }
 
@@ -114,15 +117,20 @@ impl ContainerdStore {
     /// readable overlayfs snapshotter database; a metadata store that cannot be read is a finding.
     pub fn open(path: &Path, host_path: &Path, findings: &mut Findings) -> Result<ContainerdStore, String> {
         let snap_db = path.join(SNAPSHOTTER).join("metadata.db");
-        if !snap_db.is_file() {
-            let why = if path.is_dir() {
-                format!("not a containerd root with the overlayfs snapshotter (no {SNAPSHOTTER}/metadata.db)")
-            } else {
-                "no such directory".to_owned()
-            };
-            return Err(format!("{}: {why}", path.display()));
-        }
-        let db = bbolt::read(&snap_db).map_err(|e| e.to_string())?;
+        let dir = StoreDir::open(path).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => format!("{}: no such directory", path.display()),
+            _ => format!("{}: {e}", path.display()),
+        })?;
+        let db = match bbolt::read_in(&dir, &snap_db) {
+            Ok(db) => db,
+            Err(bbolt::BoltError::Open(e)) if e.is_not_found() => {
+                return Err(format!(
+                    "{}: not a containerd root with the overlayfs snapshotter (no {SNAPSHOTTER}/metadata.db)",
+                    path.display()
+                ))
+            }
+            Err(e) => return Err(e.to_string()),
+        };
         let mut snapshots = BTreeMap::new();
         for (key, b) in
             db.root.bucket(&[b"v1", b"snapshots"]).map(|b| b.buckets().collect::<Vec<_>>()).unwrap_or_default()
@@ -142,7 +150,7 @@ impl ContainerdStore {
 
         let meta_path = path.join(META_DB);
         let mut namespaces = BTreeMap::new();
-        let meta_ok = match bbolt::read(&meta_path) {
+        let meta_ok = match bbolt::read_in(&dir, &meta_path) {
             Ok(meta) => {
                 for (ns, nb) in meta.root.bucket(&[b"v1"]).map(|b| b.buckets().collect::<Vec<_>>()).unwrap_or_default()
                 {
@@ -152,7 +160,7 @@ impl ContainerdStore {
             }
             Err(e) => {
                 findings.error(
-                    "engine_metadata_unreadable",
+                    e.code("engine_metadata_unreadable"),
                     format!("{e}; containers and images are not known"),
                     Some(&host_path.join(META_DB)),
                 );
@@ -166,6 +174,7 @@ impl ContainerdStore {
             namespaces,
             by_id,
             meta_ok,
+            dir,
         })
     }
 
@@ -189,27 +198,39 @@ impl ContainerdStore {
         }
     }
 
-    /// The image config's DiffIDs for a target (manifest or index) digest, from the content store.
+    /// The image config's DiffIDs for a target (manifest or index) digest, from the content store. Only
+    /// well-formed `sha256:<64 hex>` digests become blob paths; an index entry is chosen as containerd's
+    /// own platform matcher chooses it (this host's OS, architecture and variant), never by position.
     pub fn diff_ids(&self, target: &str) -> Option<Vec<String>> {
         let blob = |digest: &str| -> Option<serde_json::Value> {
+            if !crate::digest::is_sha256_digest(digest) {
+                return None;
+            }
             let hex = digest.strip_prefix("sha256:")?;
-            serde_json::from_slice(&std::fs::read(self.path.join(BLOBS).join(hex)).ok()?).ok()
+            serde_json::from_slice(&self.dir.read(&self.path.join(BLOBS).join(hex), FileKind::Record).ok()?).ok()
         };
         let mut doc = blob(target)?;
         if let Some(manifests) = doc["manifests"].as_array() {
-            let pick = manifests
-                .iter()
-                .find(|m| {
-                    m["platform"]["os"] == "linux"
-                        && m["platform"]["architecture"]
-                            == std::env::consts::ARCH.replace("x86_64", "amd64").replace("aarch64", "arm64").as_str()
-                })
-                .or_else(|| manifests.first())?;
+            let pick = manifests.iter().find(|m| platform_matches(&m["platform"], std::env::consts::ARCH))?;
             doc = blob(pick["digest"].as_str()?)?;
         }
         let config = blob(doc["config"]["digest"].as_str()?)?;
         Some(config["rootfs"]["diff_ids"].as_array()?.iter().filter_map(|d| d.as_str().map(str::to_owned)).collect())
     }
+}
+
+/// Whether an index entry's platform is one containerd's default matcher takes on a host of `arch` (Rust's
+/// name): Linux, the same architecture, and a variant the host runs (containerd normalises arm64 to `v8`,
+/// and takes amd64 entries without a variant or with `v1`, the baseline every amd64 CPU runs).
+fn platform_matches(p: &serde_json::Value, arch: &str) -> bool {
+    let (want, variants): (&str, &[&str]) = match arch {
+        "x86_64" => ("amd64", &["", "v1"]),
+        "aarch64" => ("arm64", &["", "v8"]),
+        "x86" => ("386", &[""]),
+        other => (other, &[""]),
+    };
+    let variant = p["variant"].as_str().unwrap_or("");
+    p["os"] == "linux" && p["architecture"] == want && variants.contains(&variant)
 }
 
 fn read_namespace(nb: &Bucket) -> Namespace {

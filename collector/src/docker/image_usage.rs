@@ -27,7 +27,8 @@ pub fn image_reports(
     containers: &[ContainerReport],
     findings: &mut Findings,
 ) -> (Vec<ImageReport>, u64) {
-    let references = super::imagedb::reference_counts(&store.root.path.join("image/overlay2/repositories.json"));
+    let references =
+        super::imagedb::reference_counts(&store.dir, &store.root.path.join("image/overlay2/repositories.json"));
     let parents: HashSet<&str> = store.images.values().filter_map(|i| i.parent.as_deref()).collect();
     let chains: Vec<Vec<String>> = store.images.values().map(|img| chain_ids(&img.diff_ids)).collect();
 

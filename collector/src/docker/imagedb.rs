@@ -5,10 +5,9 @@
 use super::layerdb::{list_dir, read_field};
 use crate::digest::{is_hex64, sha256_digest};
 use crate::finding::Findings;
+use crate::hostfs::{FileKind, StoreDir};
 use serde::Deserialize;
 use std::collections::BTreeMap;
-use std::fs;
-use std::io;
 use std::path::{Path, PathBuf};
 
 /// One image config.
@@ -46,17 +45,21 @@ struct RepositoriesFile {
 }
 
 /// Reads every image config under `imagedb` (`<data-root>/image/overlay2/imagedb`).
-pub fn read_images(imagedb: &Path, findings: &mut Findings) -> BTreeMap<String, ImageConfig> {
+pub fn read_images(store: &StoreDir, imagedb: &Path, findings: &mut Findings) -> BTreeMap<String, ImageConfig> {
     let mut out = BTreeMap::new();
-    for (name, path) in list_dir(&imagedb.join("content/sha256"), findings) {
+    for (name, path) in list_dir(store, &imagedb.join("content/sha256"), findings) {
         if !is_hex64(&name) {
             continue;
         }
         let id = format!("sha256:{name}");
-        let bytes = match fs::read(&path) {
+        let bytes = match store.read(&path, FileKind::Record) {
             Ok(b) => b,
             Err(e) => {
-                findings.error("image_config_unreadable", format!("cannot read image config: {e}"), Some(&path));
+                findings.error(
+                    e.code("image_config_unreadable"),
+                    format!("cannot read image config: {e}"),
+                    Some(&path),
+                );
                 continue;
             }
         };
@@ -74,7 +77,7 @@ pub fn read_images(imagedb: &Path, findings: &mut Findings) -> BTreeMap<String, 
                 continue;
             }
         };
-        let parent = read_field(&imagedb.join("metadata/sha256").join(&name), "parent").ok().flatten();
+        let parent = read_field(store, &imagedb.join("metadata/sha256").join(&name), "parent").ok().flatten();
         out.insert(
             id.clone(),
             ImageConfig {
@@ -91,13 +94,13 @@ pub fn read_images(imagedb: &Path, findings: &mut Findings) -> BTreeMap<String, 
 
 /// Reads `repositories.json` into image id → tags (`name:tag`, sorted). Digest references (`name@sha256:…`)
 /// are left out, as the engine's `RepoTags` leaves them out.
-pub fn read_tags(path: &Path, findings: &mut Findings) -> BTreeMap<String, Vec<String>> {
+pub fn read_tags(store: &StoreDir, path: &Path, findings: &mut Findings) -> BTreeMap<String, Vec<String>> {
     let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    let bytes = match fs::read(path) {
+    let bytes = match store.read(path, FileKind::Record) {
         Ok(b) => b,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return out,
+        Err(e) if e.is_not_found() => return out,
         Err(e) => {
-            findings.error("repositories_unreadable", format!("cannot read image tags: {e}"), Some(path));
+            findings.error(e.code("repositories_unreadable"), format!("cannot read image tags: {e}"), Some(path));
             return out;
         }
     };
@@ -127,9 +130,9 @@ pub fn read_tags(path: &Path, findings: &mut Findings) -> BTreeMap<String, Vec<S
 
 /// How many references (tags and digest references alike) `repositories.json` holds for each image id.
 /// Problems reading the file are left to [`read_tags`], which reports them; here they give an empty map.
-pub fn reference_counts(path: &Path) -> BTreeMap<String, usize> {
+pub fn reference_counts(store: &StoreDir, path: &Path) -> BTreeMap<String, usize> {
     let mut out = BTreeMap::new();
-    let Ok(bytes) = fs::read(path) else { return out };
+    let Ok(bytes) = store.read(path, FileKind::Record) else { return out };
     let Ok(parsed) = serde_json::from_slice::<RepositoriesFile>(&bytes) else { return out };
     for refs in parsed.repositories.into_values() {
         for id in refs.into_values() {

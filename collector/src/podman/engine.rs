@@ -3,12 +3,13 @@
 //! directories no record names).
 
 use super::PodmanStore;
-use crate::digest::chain_ids;
+use crate::digest::{chain_ids, is_hex64};
 use crate::engine::{
     mount_report_with, mounts_by_upper, next_usage, settle_orphans, writable_report, Engine, HostView, LayerPaths,
     LayerSpec, OrphanCandidate, Usages,
 };
 use crate::finding::Findings;
+use crate::hostfs::{excerpt, EntryKind, FileKind};
 use crate::report::{ContainerReport, EngineSource, ImageRef, ImageReport, LayerReport, MountLayer, Orphan};
 use crate::usage::OverlayXattrs;
 use std::collections::{HashMap, HashSet};
@@ -34,7 +35,15 @@ impl PodmanStore {
     /// The on-disk lower chain of layer `id` (its `lower` file), short links resolved to host paths.
     fn lower_chain(&self, id: &str, findings: &mut Findings) -> Vec<String> {
         let path = self.path.join("overlay").join(id).join("lower");
-        let Ok(text) = std::fs::read_to_string(&path) else { return Vec::new() };
+        let host = self.host_layer_dir(id).join("lower");
+        let text = match self.dir.read(&path, FileKind::Field) {
+            Ok(t) => String::from_utf8_lossy(&t).into_owned(),
+            Err(e) if e.is_not_found() => return Vec::new(),
+            Err(e) => {
+                findings.error(e.code("lower_file_unreadable"), format!("cannot read {e}"), Some(&host));
+                return Vec::new();
+            }
+        };
         let mut out = Vec::new();
         for entry in text.trim().split(':').filter(|s| !s.is_empty()) {
             let short = entry.strip_prefix("l/").unwrap_or(entry);
@@ -43,14 +52,20 @@ impl PodmanStore {
                 None => {
                     findings.error(
                         "lower_file_unresolved",
-                        format!("{} names short link {entry}, which does not exist", path.display()),
-                        Some(&path),
+                        format!("{} names short link {}, which does not exist", host.display(), excerpt(entry, 64)),
+                        Some(&host),
                     );
                     return Vec::new();
                 }
             }
         }
         out
+    }
+
+    /// The writable layer id of a container record, when it can name a layer directory: containers-storage
+    /// ids are 64 hex digits, and anything else (`../…`, an absolute path) must never become a path.
+    fn layer_id(c: &super::Container) -> Option<&str> {
+        is_hex64(&c.layer).then_some(c.layer.as_str())
     }
 
     fn runtime_of(meta: &serde_json::Value) -> &'static str {
@@ -80,7 +95,11 @@ impl Engine for PodmanStore {
         let xattrs = if self.rootless { OverlayXattrs::User } else { OverlayXattrs::Trusted };
         self.containers
             .values()
-            .map(|c| LayerSpec { upperdir: Some(self.path.join("overlay").join(&c.layer).join("diff")), xattrs })
+            .map(|c| LayerSpec {
+                upperdir: Self::layer_id(c).map(|l| self.path.join("overlay").join(l).join("diff")),
+                xattrs,
+                beneath: Some(self.path.clone()),
+            })
             .collect()
     }
 
@@ -95,8 +114,20 @@ impl Engine for PodmanStore {
         let mut out = Vec::new();
         for c in self.containers.values() {
             let usage = next_usage(usages);
+            let Some(layer_id) = Self::layer_id(c) else {
+                findings.error(
+                    "container_layer_id_invalid",
+                    format!(
+                        "container {} names writable layer {:?}, which is not a layer id: nothing was read for it",
+                        excerpt(&c.id, 64),
+                        excerpt(&c.layer, 80)
+                    ),
+                    Some(&self.host_path.join("overlay-containers/containers.json")),
+                );
+                continue;
+            };
             let meta: serde_json::Value = serde_json::from_str(&c.metadata).unwrap_or_default();
-            let layer_dir = self.host_layer_dir(&c.layer);
+            let layer_dir = self.host_layer_dir(layer_id);
             let upper = layer_dir.join("diff");
             let live = by_upper.get(upper.as_path()).copied();
             let mount = live.map(|i| {
@@ -137,7 +168,7 @@ impl Engine for PodmanStore {
                     );
                 }
             }
-            let lowerdirs = self.lower_chain(&c.layer, findings);
+            let lowerdirs = self.lower_chain(layer_id, findings);
             let workdir = layer_dir.join("work");
             let paths = LayerPaths { cache_id: &c.layer, layer_dir: &layer_dir, upperdir: &upper, workdir: &workdir };
             let writable = writable_report(paths, lowerdirs, usage, |u| u.apparent_bytes, &c.id, findings);
@@ -219,55 +250,77 @@ impl Engine for PodmanStore {
                 ),
                 Some(&self.host_path),
             );
-        } else if let Ok(rd) = std::fs::read_dir(&overlay) {
-            for e in rd.flatten() {
-                let name = e.file_name().to_string_lossy().into_owned();
+        } else {
+            let list = |dir: &Path, findings: &mut Findings| match self.dir.list(dir) {
+                Ok(mut e) => {
+                    e.sort_by(|a, b| a.name.cmp(&b.name));
+                    Some(e)
+                }
+                Err(e) if e.is_not_found() => Some(Vec::new()),
+                Err(e) => {
+                    // `overlay` linked into another store: that store's layers are not this one's orphans.
+                    findings.error(
+                        e.code("directory_unreadable"),
+                        format!("cannot list {e}; no orphans are looked for there"),
+                        Some(dir),
+                    );
+                    None
+                }
+            };
+            for e in list(&overlay, findings).unwrap_or_default() {
+                let name = e.name.to_string_lossy().into_owned();
                 // Dot files are the driver's own (`.has-mount-program`).
                 if name == "l" || name.starts_with('.') || self.layers.contains_key(&name) {
                     continue;
                 }
+                let host_path = self.host_path.join("overlay").join(&e.name);
+                if e.kind == EntryKind::Symlink {
+                    findings.warn(
+                        "store_entry_is_link",
+                        "a symbolic link where a layer directory belongs: what it points to is not this store's, and \
+                         is neither followed nor called an orphan",
+                        Some(&host_path),
+                    );
+                    continue;
+                }
                 orphan_layers.insert(name.clone());
                 candidates.push(OrphanCandidate {
-                    path: e.path(),
-                    host_path: self.host_path.join("overlay").join(&name),
+                    path: overlay.join(&e.name),
+                    host_path,
                     kind: "layer_dir",
                     detail: "no layer in overlay-layers/layers.json names it".into(),
                 });
             }
-            if let Ok(rd) = std::fs::read_dir(overlay.join("l")) {
-                for e in rd.flatten() {
-                    let name = e.file_name().to_string_lossy().into_owned();
-                    let target = self.short_links.get(&name);
-                    let (kind, detail) = match target {
-                        Some(layer) if orphan_layers.contains(layer) => {
-                            ("short_link_unreferenced", format!("the short link of the orphan layer directory {layer}"))
-                        }
-                        Some(layer) if !overlay.join(layer).is_dir() => {
-                            ("short_link_dangling", format!("points to ../{layer}/diff, which does not exist"))
-                        }
-                        _ => continue,
-                    };
-                    candidates.push(OrphanCandidate {
-                        path: e.path(),
-                        host_path: self.host_path.join("overlay/l").join(&name),
-                        kind,
-                        detail,
-                    });
-                }
-            }
-            if let Ok(rd) = std::fs::read_dir(self.path.join("overlay-containers")) {
-                for e in rd.flatten() {
-                    let name = e.file_name().to_string_lossy().into_owned();
-                    if !crate::digest::is_hex64(&name) || self.containers.contains_key(&name) {
-                        continue;
+            for e in list(&overlay.join("l"), findings).unwrap_or_default() {
+                let name = e.name.to_string_lossy().into_owned();
+                let target = self.short_links.get(&name);
+                let (kind, detail) = match target {
+                    Some(layer) if orphan_layers.contains(layer) => {
+                        ("short_link_unreferenced", format!("the short link of the orphan layer directory {layer}"))
                     }
-                    candidates.push(OrphanCandidate {
-                        path: e.path(),
-                        host_path: self.host_path.join("overlay-containers").join(&name),
-                        kind: "container_dir",
-                        detail: "no container in overlay-containers/containers.json has this id".into(),
-                    });
+                    Some(layer) if !self.dir.is_dir(&overlay.join(layer)) => {
+                        ("short_link_dangling", format!("points to ../{layer}/diff, which does not exist"))
+                    }
+                    _ => continue,
+                };
+                candidates.push(OrphanCandidate {
+                    path: overlay.join("l").join(&e.name),
+                    host_path: self.host_path.join("overlay/l").join(&e.name),
+                    kind,
+                    detail,
+                });
+            }
+            for e in list(&self.path.join("overlay-containers"), findings).unwrap_or_default() {
+                let name = e.name.to_string_lossy().into_owned();
+                if !is_hex64(&name) || self.containers.contains_key(&name) || e.kind == EntryKind::Symlink {
+                    continue;
                 }
+                candidates.push(OrphanCandidate {
+                    path: self.path.join("overlay-containers").join(&e.name),
+                    host_path: self.host_path.join("overlay-containers").join(&e.name),
+                    kind: "container_dir",
+                    detail: "no container in overlay-containers/containers.json has this id".into(),
+                });
             }
         }
         settle_orphans(candidates, "podman", host, findings)
