@@ -7,6 +7,7 @@ mod common;
 mod events;
 mod harness;
 mod harness_smoke;
+mod hostile_input;
 mod lab;
 mod report_cli;
 mod report_docker;

@@ -540,6 +540,85 @@ mod tests {
         assert!(parse(&file).expect_err("page 6 missing").contains("beyond the file"));
     }
 
+    /// Meta pages and an empty freelist page, then `pages` from page 3 on; the root is page 3.
+    fn file_of(pages: &[Vec<u8>]) -> Vec<u8> {
+        let mut file = Vec::new();
+        file.extend(meta(0, 3, 1));
+        file.extend(meta(1, 3, 2));
+        file.extend(vec![0u8; PS]);
+        for p in pages {
+            file.extend(p);
+        }
+        file
+    }
+
+    #[test]
+    fn a_page_reached_twice_is_an_error_not_exponential_work() {
+        // Branch page 3 names leaf page 4 twice: in a 2^n DAG the same happens at every level.
+        let dag = file_of(&[
+            page(3, FLAG_BRANCH, &[(0, b"a", &4u64.to_le_bytes()), (0, b"b", &4u64.to_le_bytes())], 0),
+            page(4, FLAG_LEAF, &[(0, b"a", b"1")], 0),
+        ]);
+        assert!(parse(&dag).expect_err("a DAG").contains("reached twice"));
+        // Two buckets sharing one root page: the nested-bucket DAG.
+        let buckets = file_of(&[
+            page(3, FLAG_LEAF, &[(BUCKET_LEAF, b"x", &header(4)), (BUCKET_LEAF, b"y", &header(4))], 0),
+            page(4, FLAG_LEAF, &[(0, b"k", b"v")], 0),
+        ]);
+        assert!(parse(&buckets).expect_err("a DAG").contains("reached twice"));
+    }
+
+    /// An inline bucket whose page has `fanout` elements all pointing at one nested inline bucket, `levels`
+    /// deep: a few kilobytes that would stand for fanout^levels entries.
+    fn inline_tower(levels: usize, fanout: usize) -> Vec<u8> {
+        let mut value = header(0);
+        value.extend(page(0, FLAG_LEAF, &[(0, b"k", b"v")], 0).into_iter().take(PAGE_HEADER + ELEMENT + 2));
+        for _ in 0..levels {
+            let mut p = vec![0u8; PAGE_HEADER + fanout * ELEMENT];
+            p[8..10].copy_from_slice(&FLAG_LEAF.to_le_bytes());
+            p[10..12].copy_from_slice(&(fanout as u16).to_le_bytes());
+            let data = p.len();
+            for i in 0..fanout {
+                let at = PAGE_HEADER + i * ELEMENT;
+                p[at..at + 4].copy_from_slice(&BUCKET_LEAF.to_le_bytes());
+                p[at + 4..at + 8].copy_from_slice(&((data - at) as u32).to_le_bytes());
+                p[at + 8..at + 12].copy_from_slice(&1u32.to_le_bytes());
+                p[at + 12..at + 16].copy_from_slice(&(value.len() as u32).to_le_bytes());
+            }
+            p.push(b'k');
+            p.extend(&value);
+            value = header(0);
+            value.extend(p);
+        }
+        value
+    }
+
+    #[test]
+    fn shared_inline_buckets_are_bounded_by_the_files_size() {
+        let tower = inline_tower(40, 2);
+        assert!(tower.len() < PS - 64, "the crafted value fits one page ({} bytes)", tower.len());
+        let file = file_of(&[page(3, FLAG_LEAF, &[(BUCKET_LEAF, b"t", &tower)], 0)]);
+        let err = parse(&file).expect_err("2^40 entries from a 16 KiB file");
+        assert!(err.contains("more than a file of this size can"), "{err}");
+        // A few levels are within budget and read as what they are.
+        let small = file_of(&[page(3, FLAG_LEAF, &[(BUCKET_LEAF, b"t", &inline_tower(2, 2))], 0)]);
+        let db = parse(&small).expect("small tower parses");
+        assert_eq!(db.root.bucket(&[b"t", b"k", b"k"]).and_then(|b| b.value(b"k")), Some(&b"v"[..]));
+    }
+
+    #[test]
+    fn a_file_is_read_from_disk_page_by_page() {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let path = tmp.path().join("meta.db");
+        let mut bytes = fixture(4, 5);
+        // Padding the file adds nothing to read: only reachable pages are.
+        bytes.resize(bytes.len() + 64 * PS, 0);
+        std::fs::write(&path, &bytes).expect("write");
+        let db = read(&path).expect("reads");
+        assert_eq!(db.txid, 5);
+        assert_eq!(db.root.bucket(&[b"n"]).and_then(|b| b.value(b"k")), Some(&b"inline value"[..]));
+    }
+
     #[test]
     fn varints_decode_as_go_writes_them() {
         // binary.PutUvarint(300) = ac 02; binary.PutVarint(-3) = 05; PutVarint(1984132) = 88 9a f2 01.

@@ -276,3 +276,75 @@ fn go_time(b: &[u8]) -> Option<String> {
     let t = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(u64::try_from(unix).ok()?);
     Some(crate::scan::rfc3339(t))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::digest::sha256_digest;
+
+    /// A store with only a content store, for [`ContainerdStore::diff_ids`].
+    fn store_with_blobs(dir: &Path, blobs: &[&str]) -> (ContainerdStore, Vec<String>) {
+        let b = dir.join(BLOBS);
+        std::fs::create_dir_all(&b).expect("mkdir");
+        let mut digests = Vec::new();
+        for blob in blobs {
+            let d = sha256_digest(blob.as_bytes());
+            std::fs::write(b.join(d.trim_start_matches("sha256:")), blob).expect("write");
+            digests.push(d);
+        }
+        let store = ContainerdStore {
+            path: dir.to_owned(),
+            host_path: dir.to_owned(),
+            snapshots: BTreeMap::new(),
+            namespaces: BTreeMap::new(),
+            by_id: HashMap::new(),
+            meta_ok: true,
+            dir: StoreDir::open(dir).expect("open"),
+        };
+        (store, digests)
+    }
+
+    #[test]
+    fn an_index_entry_is_chosen_by_platform_and_variant_and_bad_digests_open_nothing() {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let diff = format!("sha256:{}", "d".repeat(64));
+        let config = format!(r#"{{"rootfs":{{"type":"layers","diff_ids":["{diff}"]}}}}"#);
+        let (_, d) = store_with_blobs(tmp.path(), &[&config]);
+        let manifest = format!(r#"{{"config":{{"digest":"{}"}}}}"#, d[0]);
+        let (_, m) = store_with_blobs(tmp.path(), &[&manifest]);
+        let arch = match std::env::consts::ARCH {
+            "x86_64" => "amd64",
+            "aarch64" => "arm64",
+            other => other,
+        };
+        // First, entries containerd's matcher skips: a variant this host does not run, pointing at a device
+        // through a crafted digest, and the other architecture.
+        let index = format!(
+            r#"{{"manifests":[
+              {{"digest":"sha256:../../../../../../dev/zero","platform":{{"os":"linux","architecture":"{arch}","variant":"v9"}}}},
+              {{"digest":"sha256:../../../../../../dev/zero","platform":{{"os":"linux","architecture":"s390x"}}}},
+              {{"digest":"{}","platform":{{"os":"linux","architecture":"{arch}"}}}}]}}"#,
+            m[0]
+        );
+        let (store, i) = store_with_blobs(tmp.path(), &[&index]);
+        assert_eq!(store.diff_ids(&i[0]), Some(vec![diff]));
+        // An index whose only matching entry has a crafted digest yields nothing, and opens nothing.
+        let bad = format!(
+            r#"{{"manifests":[{{"digest":"sha256:../../../../../../dev/zero","platform":{{"os":"linux","architecture":"{arch}"}}}}]}}"#
+        );
+        let (store, b) = store_with_blobs(tmp.path(), &[&bad]);
+        assert_eq!(store.diff_ids(&b[0]), None);
+        assert_eq!(store.diff_ids("sha256:../../../../etc/passwd"), None);
+    }
+
+    #[test]
+    fn platform_variants_follow_containerds_matcher() {
+        let p = |v: &str| serde_json::from_str::<serde_json::Value>(v).expect("json");
+        assert!(platform_matches(&p(r#"{"os":"linux","architecture":"arm64","variant":"v8"}"#), "aarch64"));
+        assert!(platform_matches(&p(r#"{"os":"linux","architecture":"arm64"}"#), "aarch64"));
+        assert!(!platform_matches(&p(r#"{"os":"linux","architecture":"arm","variant":"v7"}"#), "aarch64"));
+        assert!(platform_matches(&p(r#"{"os":"linux","architecture":"amd64"}"#), "x86_64"));
+        assert!(!platform_matches(&p(r#"{"os":"linux","architecture":"amd64","variant":"v9"}"#), "x86_64"));
+        assert!(!platform_matches(&p(r#"{"os":"windows","architecture":"amd64"}"#), "x86_64"));
+    }
+}

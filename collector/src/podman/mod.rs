@@ -317,3 +317,40 @@ fn status_word(n: u64) -> &'static str {
         _ => "unknown",
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn layer(id: String, parent: Option<String>) -> Layer {
+        Layer { id, parent, names: Vec::new(), diff_digest: None, diff_size: None }
+    }
+
+    #[test]
+    fn a_long_chain_is_followed_whole_and_a_loop_ends_it() {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let id = |i: usize| format!("{i:064x}");
+        let n = 30_000;
+        let mut layers: BTreeMap<String, Layer> =
+            (0..n).map(|i| (id(i), layer(id(i), (i > 0).then(|| id(i - 1))))).collect();
+        let store = |layers: BTreeMap<String, Layer>| PodmanStore {
+            path: tmp.path().to_owned(),
+            host_path: tmp.path().to_owned(),
+            layers,
+            images: BTreeMap::new(),
+            containers: BTreeMap::new(),
+            short_links: HashMap::new(),
+            states: None,
+            rootless: false,
+            unreadable: 0,
+            dir: StoreDir::open(tmp.path()).expect("open"),
+        };
+        let s = store(layers.clone());
+        let chain = s.chain(&id(n - 1));
+        assert_eq!(chain.len(), n);
+        assert_eq!(chain.last().map(|l| l.id.clone()), Some(id(0)));
+        // The base's parent is the top: a loop of n layers, each reported once.
+        layers.insert(id(0), layer(id(0), Some(id(n - 1))));
+        assert_eq!(store(layers).chain(&id(n - 1)).len(), n);
+    }
+}

@@ -1,0 +1,295 @@
+//! What a store's owner or a corrupt file can make `ovlaudit report` do (issue 17): each test builds a
+//! hostile tree by hand (a rootless containers-storage store owned by an unprivileged uid, or a damaged
+//! Docker data root), runs the real binary under a deadline, and checks that the run ends, that a finding
+//! names the refused file, and that nothing outside the store (a file name, a secret) reaches the output.
+
+use crate::common::OVLAUDIT;
+use serde_json::Value;
+use std::fs;
+use std::os::unix::fs::{symlink, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const USER: u32 = 65534;
+const BASE: &str = "1111111111111111111111111111111111111111111111111111111111111111";
+const RW: &str = "2222222222222222222222222222222222222222222222222222222222222222";
+const IMG: &str = "3333333333333333333333333333333333333333333333333333333333333333";
+const CTR: &str = "4444444444444444444444444444444444444444444444444444444444444444";
+const EVIL: &str = "5555555555555555555555555555555555555555555555555555555555555555";
+
+fn write(path: &Path, text: &str) {
+    fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+    fs::write(path, text).expect("write fixture file");
+}
+
+fn chown_tree(path: &Path, uid: u32) {
+    let status = Command::new("chown").arg("-R").arg(format!("{uid}:{uid}")).arg(path).status().expect("chown");
+    assert!(status.success(), "chown -R {}", path.display());
+}
+
+fn mkfifo(path: &Path) {
+    let status = Command::new("mkfifo").arg(path).status().expect("mkfifo");
+    assert!(status.success(), "mkfifo {}", path.display());
+}
+
+/// A host root with an empty mount table, no Docker, and a minimal rootless store of mallory's (one image
+/// layer, one container on its writable layer). Returns (host, store).
+fn host_with_rootless_store(tmp: &Path) -> (PathBuf, PathBuf) {
+    let host = tmp.join("host");
+    write(&host.join("proc/1/mountinfo"), "1 0 8:1 / / rw,relatime - ext4 /dev/vda rw\n");
+    let s = host.join("home/mallory/.local/share/containers/storage");
+    write(
+        &s.join("overlay-layers/layers.json"),
+        &format!(
+            r#"[{{"id":"{BASE}","diff-digest":"sha256:{BASE}","diff-size":100}},{{"id":"{RW}","parent":"{BASE}"}}]"#
+        ),
+    );
+    write(
+        &s.join("overlay-images/images.json"),
+        &format!(r#"[{{"id":"{IMG}","names":["localhost/bb:1"],"layer":"{BASE}"}}]"#),
+    );
+    write(&s.join("overlay-containers/containers.json"), &containers_json(&[(CTR, RW)]));
+    for (id, short) in [(BASE, "BASE0000000000000000000000"), (RW, "RW00000000000000000000000A")] {
+        fs::create_dir_all(s.join("overlay").join(id).join("diff")).expect("mkdir");
+        fs::create_dir_all(s.join("overlay").join(id).join("work")).expect("mkdir");
+        write(&s.join("overlay").join(id).join("link"), short);
+        fs::create_dir_all(s.join("overlay/l")).expect("mkdir");
+        symlink(format!("../{id}/diff"), s.join("overlay/l").join(short)).expect("short link");
+    }
+    write(&s.join("overlay").join(RW).join("lower"), "l/BASE0000000000000000000000");
+    write(&s.join("overlay").join(RW).join("diff/hello"), "hello\n");
+    chown_tree(&host.join("home/mallory"), USER);
+    (host, s)
+}
+
+fn containers_json(records: &[(&str, &str)]) -> String {
+    let items: Vec<String> = records
+        .iter()
+        .map(|(id, layer)| {
+            format!(r#"{{"id":"{id}","names":["c{}"],"image":"{IMG}","layer":{}}}"#, &id[..4], Value::from(*layer))
+        })
+        .collect();
+    format!("[{}]", items.join(","))
+}
+
+/// `ovlaudit report --format json --root HOST ARGS`, killed (and the test failed) after 30 s: a hang is
+/// exactly what these tests guard against. Returns the parsed report and the raw output.
+fn report(host: &Path, args: &[&str]) -> (Value, String) {
+    let mut child = Command::new(OVLAUDIT)
+        .args(["report", "--format", "json", "--root"])
+        .arg(host)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run ovlaudit");
+    let started = Instant::now();
+    while child.try_wait().expect("wait").is_none() {
+        if started.elapsed() > Duration::from_secs(30) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("ovlaudit report did not finish within 30 s on a hostile tree");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().expect("output");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "report failed ({}): {}", out.status, String::from_utf8_lossy(&out.stderr));
+    (serde_json::from_str(&stdout).expect("one JSON document"), stdout)
+}
+
+fn findings<'a>(r: &'a Value, code: &str) -> Vec<&'a Value> {
+    r["findings"].as_array().expect("findings").iter().filter(|f| f["code"] == code).collect()
+}
+
+fn has_finding_at(r: &Value, code: &str, path: &Path) -> bool {
+    findings(r, code).iter().any(|f| f["path"].as_str() == path.to_str())
+}
+
+#[test]
+fn a_rootless_layer_naming_a_path_outside_its_store_is_never_walked() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let (host, s) = host_with_rootless_store(tmp.path());
+    // A root-only directory named diff elsewhere on the host, and one inside the host root.
+    let outside = tmp.path().join("outside");
+    write(&outside.join("diff/private/root-only-name.txt"), "topsecret");
+    fs::set_permissions(&outside, fs::Permissions::from_mode(0o700)).expect("chmod");
+    write(&host.join("var/lib/other/diff/other-name.txt"), "x");
+    let records = [
+        (CTR, RW),
+        (EVIL, "../../../../../../../var/lib/other"),
+        ("6666666666666666666666666666666666666666666666666666666666666666", outside.to_str().expect("utf-8")),
+    ];
+    write(&s.join("overlay-containers/containers.json"), &containers_json(&records));
+    chown_tree(&host.join("home/mallory"), USER);
+
+    let (r, raw) = report(&host, &["--top", "3"]);
+    assert_eq!(findings(&r, "container_layer_id_invalid").len(), 2, "{raw}");
+    let ids: Vec<&str> =
+        r["containers"].as_array().expect("containers").iter().filter_map(|c| c["id"].as_str()).collect();
+    assert_eq!(ids, vec![CTR], "only the container with a real layer id is reported");
+    let top: Vec<&str> = r["containers"][0]["writable"]["top_files"]
+        .as_array()
+        .expect("top files")
+        .iter()
+        .filter_map(|t| t["path"].as_str())
+        .collect();
+    assert_eq!(top, vec!["/hello"]);
+    for name in ["root-only-name.txt", "other-name.txt", "topsecret"] {
+        assert!(!raw.contains(name), "{name} reached the report:\n{raw}");
+    }
+}
+
+#[test]
+fn a_lower_file_linked_to_a_secret_is_refused_and_not_printed() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let (host, s) = host_with_rootless_store(tmp.path());
+    let secret = tmp.path().join("root-only/id_ed25519");
+    write(&secret, "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQ\n");
+    fs::set_permissions(&secret, fs::Permissions::from_mode(0o600)).expect("chmod");
+    let lower = s.join("overlay").join(RW).join("lower");
+    fs::remove_file(&lower).expect("rm");
+    symlink(&secret, &lower).expect("symlink");
+
+    let (r, raw) = report(&host, &[]);
+    let refused = findings(&r, "metadata_refused");
+    assert!(
+        refused.iter().any(|f| f["message"].as_str().is_some_and(|m| m.contains("symbolic link"))),
+        "no refusal of the linked lower file:\n{raw}"
+    );
+    assert!(!raw.contains("OPENSSH") && !raw.contains("b3BlbnNz"), "the secret reached the report:\n{raw}");
+    assert_eq!(r["containers"][0]["writable"]["lowerdirs"], Value::Array(vec![]));
+}
+
+#[test]
+fn a_hard_link_to_a_file_the_store_owner_cannot_read_is_refused() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let (host, s) = host_with_rootless_store(tmp.path());
+    // Root's own file, not world-readable, linked into the store: the store's owner could not read it.
+    let lower = s.join("overlay").join(RW).join("lower");
+    fs::remove_file(&lower).expect("rm");
+    write(&lower, "l/SECRETSECRETSECRET");
+    std::os::unix::fs::chown(&lower, Some(0), Some(0)).expect("chown");
+    fs::set_permissions(&lower, fs::Permissions::from_mode(0o600)).expect("chmod");
+    let (r, raw) = report(&host, &[]);
+    assert!(
+        findings(&r, "metadata_refused")
+            .iter()
+            .any(|f| f["message"].as_str().is_some_and(|m| m.contains("cannot read") && m.contains("uid 0"))),
+        "{raw}"
+    );
+    assert!(!raw.contains("SECRETSECRET"), "{raw}");
+}
+
+#[test]
+fn fifos_and_devices_in_metadata_end_in_findings_not_hangs() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let (host, s) = host_with_rootless_store(tmp.path());
+    let containers = s.join("overlay-containers/containers.json");
+    let volatile = s.join("overlay-layers/volatile-layers.json");
+    let bolt = s.join("libpod/bolt_state.db");
+    let lower = s.join("overlay").join(RW).join("lower");
+    fs::remove_file(&containers).expect("rm");
+    mkfifo(&containers);
+    symlink("/dev/zero", &volatile).expect("symlink");
+    fs::create_dir_all(bolt.parent().expect("parent")).expect("mkdir");
+    mkfifo(&bolt);
+    fs::remove_file(&lower).expect("rm");
+    mkfifo(&lower);
+    chown_tree(&host.join("home/mallory"), USER);
+
+    let (r, raw) = report(&host, &[]);
+    for p in [&containers, &volatile, &bolt] {
+        assert!(has_finding_at(&r, "metadata_refused", p), "no refusal of {}:\n{raw}", p.display());
+    }
+    assert!(raw.contains("not a regular file (a FIFO)"), "{raw}");
+    // Orphans are held back while a metadata file could not be read.
+    assert!(!findings(&r, "orphans_withheld").is_empty(), "{raw}");
+}
+
+#[test]
+fn a_store_whose_overlay_links_into_another_store_claims_none_of_its_layers() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let (host, s) = host_with_rootless_store(tmp.path());
+    // Another user's store with a layer directory mallory's records do not name.
+    let other = host.join("home/bob/.local/share/containers/storage");
+    write(&other.join("overlay-layers/layers.json"), "[]");
+    fs::create_dir_all(other.join("overlay/9999999999999999999999999999999999999999999999999999999999999999/diff"))
+        .expect("mkdir");
+    chown_tree(&host.join("home/bob"), USER + 1);
+    // `overlay` itself a link to bob's: nothing of bob's is mallory's, orphan or otherwise.
+    fs::rename(s.join("overlay"), s.join("overlay.real")).expect("rename");
+    symlink(other.join("overlay"), s.join("overlay")).expect("symlink");
+    let (r, raw) = report(&host, &["--orphan-min-age", "0"]);
+    let orphans: Vec<&str> =
+        r["orphans"].as_array().expect("orphans").iter().filter_map(|o| o["path"].as_str()).collect();
+    assert_eq!(orphans, vec!["/home/bob/.local/share/containers/storage/overlay/9999999999999999999999999999999999999999999999999999999999999999"], "{raw}");
+    assert!(has_finding_at(&r, "metadata_refused", &s.join("overlay")), "{raw}");
+
+    // One layer directory a link into bob's store.
+    fs::remove_file(s.join("overlay")).expect("rm");
+    fs::rename(s.join("overlay.real"), s.join("overlay")).expect("rename back");
+    symlink(
+        other.join("overlay/9999999999999999999999999999999999999999999999999999999999999999"),
+        s.join("overlay/8888888888888888888888888888888888888888888888888888888888888888"),
+    )
+    .expect("symlink");
+    chown_tree(&host.join("home/mallory"), USER);
+
+    let (r, raw) = report(&host, &["--orphan-min-age", "0"]);
+    let orphan_paths: Vec<&str> =
+        r["orphans"].as_array().expect("orphans").iter().filter_map(|o| o["path"].as_str()).collect();
+    assert!(
+        orphan_paths.iter().all(|p| !p.contains("/home/mallory/")),
+        "mallory's store reports orphans: {orphan_paths:?}"
+    );
+    assert!(
+        findings(&r, "store_entry_is_link").iter().any(|f| f["path"]
+            .as_str()
+            .is_some_and(|p| p.ends_with("8888888888888888888888888888888888888888888888888888888888888888"))),
+        "{raw}"
+    );
+    // Bob's own orphan is still his.
+    assert!(orphan_paths.iter().any(|p| p.starts_with("/home/bob/")), "{orphan_paths:?}");
+}
+
+#[test]
+fn a_damaged_docker_root_names_each_refused_file_and_stats_nothing_outside() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let host = tmp.path().join("host");
+    write(&host.join("proc/1/mountinfo"), "1 0 8:1 / / rw,relatime - ext4 /dev/vda rw\n");
+    let d = host.join("var/lib/docker");
+    fs::create_dir_all(d.join("image/overlay2/layerdb/sha256")).expect("mkdir");
+    fs::create_dir_all(d.join("overlay2/l")).expect("mkdir");
+    let shadow = host.join("etc/shadow");
+    write(&shadow, &"x".repeat(1234));
+    // CTR: a record whose LogPath points at the host's shadow file. EVIL: a FIFO for a record, and an
+    // init-id that climbs out of overlay2/.
+    for (cid, rw) in [(CTR, RW), (EVIL, BASE)] {
+        let m = d.join("image/overlay2/layerdb/mounts").join(cid);
+        write(&m.join("mount-id"), rw);
+        fs::create_dir_all(d.join("overlay2").join(rw).join("diff")).expect("mkdir");
+    }
+    write(&d.join("image/overlay2/layerdb/mounts").join(CTR).join("init-id"), &format!("{RW}-init"));
+    write(&d.join("image/overlay2/layerdb/mounts").join(EVIL).join("init-id"), "../../../../etc");
+    write(
+        &d.join("containers").join(CTR).join("config.v2.json"),
+        &format!(r#"{{"ID":"{CTR}","Name":"/c","LogPath":"/etc/shadow","State":{{}}}}"#),
+    );
+    fs::create_dir_all(d.join("containers").join(EVIL)).expect("mkdir");
+    mkfifo(&d.join("containers").join(EVIL).join("config.v2.json"));
+
+    let (r, raw) = report(&host, &[]);
+    let c = r["containers"].as_array().expect("containers").iter().find(|c| c["id"] == CTR).expect("CTR reported");
+    assert_eq!(c["log_bytes"], Value::Null, "{raw}");
+    assert_eq!(findings(&r, "log_path_outside_container").len(), 1, "{raw}");
+    assert!(!raw.contains("1234"), "the shadow file's size reached the report:\n{raw}");
+    assert!(has_finding_at(&r, "metadata_refused", &d.join("containers").join(EVIL).join("config.v2.json")), "{raw}");
+    assert!(
+        findings(&r, "layerdb_mount_unreadable")
+            .iter()
+            .any(|f| f["message"].as_str().is_some_and(|m| m.contains("init-id"))),
+        "{raw}"
+    );
+}
