@@ -293,3 +293,22 @@ fn a_damaged_docker_root_names_each_refused_file_and_stats_nothing_outside() {
         "{raw}"
     );
 }
+
+#[test]
+fn records_sharing_one_writable_layer_measure_it_once() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let (host, s) = host_with_rootless_store(tmp.path());
+    let records: Vec<(String, &str)> = (0..50).map(|i| (format!("{:064x}", 0xc0 + i), RW)).collect();
+    let refs: Vec<(&str, &str)> = records.iter().map(|(id, l)| (id.as_str(), *l)).collect();
+    write(&s.join("overlay-containers/containers.json"), &containers_json(&refs));
+    chown_tree(&host.join("home/mallory"), USER);
+    let (r, raw) = report(&host, &[]);
+    let ids: Vec<&str> =
+        r["containers"].as_array().expect("containers").iter().filter_map(|c| c["id"].as_str()).collect();
+    assert_eq!(ids, vec![records[0].0.as_str()], "{raw}");
+    assert_eq!(r["containers"][0]["writable"]["apparent_bytes"], 6, "hello\\n, once");
+    // Five named, then one line for the other 44.
+    let shared = findings(&r, "container_layer_shared");
+    assert_eq!(shared.len(), 6, "{raw}");
+    assert!(shared[5]["message"].as_str().is_some_and(|m| m.starts_with("44 more")), "{raw}");
+}

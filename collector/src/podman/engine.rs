@@ -68,6 +68,19 @@ impl PodmanStore {
         is_hex64(&c.layer).then_some(c.layer.as_str())
     }
 
+    /// The container whose writable layer is walked, for each layer id: the first record naming it. A
+    /// layer belongs to one container; more records naming it (a damaged or crafted file) must not make
+    /// the audit walk it once per record.
+    fn layer_owners(&self) -> HashMap<&str, &str> {
+        let mut out = HashMap::new();
+        for c in self.containers.values() {
+            if let Some(l) = Self::layer_id(c) {
+                out.entry(l).or_insert(c.id.as_str());
+            }
+        }
+        out
+    }
+
     fn runtime_of(meta: &serde_json::Value) -> &'static str {
         if meta.get("pod-name").is_some() || meta.get("pod-id").is_some() {
             "cri-o"
@@ -93,10 +106,13 @@ impl Engine for PodmanStore {
 
     fn writable_layers(&self) -> Vec<LayerSpec> {
         let xattrs = if self.rootless { OverlayXattrs::User } else { OverlayXattrs::Trusted };
+        let owners = self.layer_owners();
         self.containers
             .values()
             .map(|c| LayerSpec {
-                upperdir: Self::layer_id(c).map(|l| self.path.join("overlay").join(l).join("diff")),
+                upperdir: Self::layer_id(c)
+                    .filter(|l| owners.get(l) == Some(&c.id.as_str()))
+                    .map(|l| self.path.join("overlay").join(l).join("diff")),
                 xattrs,
                 beneath: Some(self.path.clone()),
             })
@@ -112,6 +128,8 @@ impl Engine for PodmanStore {
     ) -> Vec<ContainerReport> {
         let by_upper = mounts_by_upper(host.overlays);
         let mut out = Vec::new();
+        let owners = self.layer_owners();
+        let mut shared = 0usize;
         for c in self.containers.values() {
             let usage = next_usage(usages);
             let Some(layer_id) = Self::layer_id(c) else {
@@ -126,6 +144,21 @@ impl Engine for PodmanStore {
                 );
                 continue;
             };
+            if let Some(owner) = owners.get(layer_id).filter(|o| **o != c.id) {
+                shared += 1;
+                if shared <= 5 {
+                    findings.error(
+                        "container_layer_shared",
+                        format!(
+                            "container {} names writable layer {layer_id}, which container {owner} already names: \
+                             it is measured once, for {owner}",
+                            excerpt(&c.id, 64)
+                        ),
+                        Some(&self.host_path.join("overlay-containers/containers.json")),
+                    );
+                }
+                continue;
+            }
             let meta: serde_json::Value = serde_json::from_str(&c.metadata).unwrap_or_default();
             let layer_dir = self.host_layer_dir(layer_id);
             let upper = layer_dir.join("diff");
@@ -192,6 +225,13 @@ impl Engine for PodmanStore {
                 log_path: None,
                 log_bytes: None,
             });
+        }
+        if shared > 5 {
+            findings.error(
+                "container_layer_shared",
+                format!("{} more container records name a writable layer another record already names", shared - 5),
+                Some(&self.host_path.join("overlay-containers/containers.json")),
+            );
         }
         out
     }
