@@ -312,3 +312,38 @@ fn records_sharing_one_writable_layer_measure_it_once() {
     assert_eq!(shared.len(), 6, "{raw}");
     assert!(shared[5]["message"].as_str().is_some_and(|m| m.starts_with("44 more")), "{raw}");
 }
+
+#[test]
+fn sparse_files_adding_past_i64_are_capped_with_a_finding_not_wrapped() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let host = tmp.path().join("host");
+    write(&host.join("proc/1/mountinfo"), "1 0 8:1 / / rw,relatime - ext4 /dev/vda rw\n");
+    let d = host.join("var/lib/docker");
+    fs::create_dir_all(d.join("image/overlay2/layerdb/sha256")).expect("mkdir");
+    fs::create_dir_all(d.join("overlay2/l")).expect("mkdir");
+    write(&d.join("image/overlay2/layerdb/mounts").join(CTR).join("mount-id"), RW);
+    write(&d.join("containers").join(CTR).join("config.v2.json"), &format!(r#"{{"ID":"{CTR}","Name":"/c"}}"#));
+    let upper = d.join("overlay2").join(RW).join("diff");
+    fs::create_dir_all(&upper).expect("mkdir");
+    // Only tmpfs (and XFS) take files of 2^63-1 bytes: one is mounted on the upperdir in a private mount
+    // namespace, where the report also runs. 2^63-1 + (2^63-1 - 2^20 + 2) + 2^20 is 2^64: 0 in u64.
+    let script = format!(
+        "set -e; mount -t tmpfs -o size=4m tmpfs '{u}'; head -c 1048576 /dev/zero > '{u}/real'; \
+         truncate -s 9223372036854775807 '{u}/a'; truncate -s {b} '{u}/b'; \
+         exec '{bin}' report --format json --root '{h}'",
+        u = upper.display(),
+        b = i64::MAX as u64 - (1 << 20) + 2,
+        bin = OVLAUDIT,
+        h = host.display()
+    );
+    let out = Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c", &script])
+        .output()
+        .expect("run unshare");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let r: Value = serde_json::from_slice(&out.stdout).expect("one JSON document");
+    let w = &r["containers"][0]["writable"];
+    assert_eq!(w["apparent_bytes"], i64::MAX, "held at i64::MAX, not wrapped: {w}");
+    assert_eq!(r["totals"]["writable_apparent_bytes"], i64::MAX);
+    assert_eq!(findings(&r, "size_capped").len(), 1, "{}", r["findings"]);
+}

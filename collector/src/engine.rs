@@ -328,6 +328,17 @@ pub fn writable_report(
             Some(upperdir),
         );
     }
+    if crate::bytes::is_capped(usage.apparent_bytes) || crate::bytes::is_capped(usage.allocated_bytes) {
+        findings.warn(
+            "size_capped",
+            format!(
+                "container {who}: the writable layer's files add up to {} bytes or more (sparse files claim up to \
+                 that each); the figure is held there instead of wrapping",
+                crate::bytes::BYTES_CAP
+            ),
+            Some(upperdir),
+        );
+    }
     if usage.mount_points > 0 {
         findings.info(
             "writable_layer_has_mount_points",

@@ -8,6 +8,7 @@
 #![deny(missing_docs)]
 
 pub mod bbolt;
+pub mod bytes;
 pub mod containerd;
 pub mod digest;
 pub mod docker;

@@ -129,7 +129,7 @@ pub fn scan(opts: &ScanOptions) -> Result<Report, ScanError> {
             let mine = engine.containers(&host, &mut usages, &mut owned, &mut findings);
             let (imgs, bytes) = engine.images(&mine, &mut findings);
             images.extend(imgs);
-            image_bytes += bytes;
+            image_bytes = crate::bytes::add(image_bytes, bytes);
             containers.extend(mine);
         }
     });
@@ -159,24 +159,20 @@ pub fn scan(opts: &ScanOptions) -> Result<Report, ScanError> {
     let totals = Totals {
         containers: containers.len() as u64,
         containers_running: containers.iter().filter(|c| c.state == "running").count() as u64,
-        writable_apparent_bytes: containers
-            .iter()
-            .filter_map(|c| c.writable.as_ref())
-            .map(|w| w.usage.apparent_bytes)
-            .sum(),
-        writable_allocated_bytes: containers
-            .iter()
-            .filter_map(|c| c.writable.as_ref())
-            .map(|w| w.usage.allocated_bytes)
-            .sum(),
+        writable_apparent_bytes: crate::bytes::sum(
+            containers.iter().filter_map(|c| c.writable.as_ref()).map(|w| w.usage.apparent_bytes),
+        ),
+        writable_allocated_bytes: crate::bytes::sum(
+            containers.iter().filter_map(|c| c.writable.as_ref()).map(|w| w.usage.allocated_bytes),
+        ),
         images: images.len() as u64,
         overlay_mounts: overlays.len() as u64,
         unowned_mounts: unowned_mounts.len() as u64,
         image_bytes,
         orphans: orphans.len() as u64,
-        orphan_apparent_bytes: orphans.iter().map(|o| o.apparent_bytes).sum(),
-        orphan_allocated_bytes: orphans.iter().map(|o| o.allocated_bytes).sum(),
-        log_bytes: containers.iter().filter_map(|c| c.log_bytes).sum(),
+        orphan_apparent_bytes: crate::bytes::sum(orphans.iter().map(|o| o.apparent_bytes)),
+        orphan_allocated_bytes: crate::bytes::sum(orphans.iter().map(|o| o.allocated_bytes)),
+        log_bytes: crate::bytes::sum(containers.iter().filter_map(|c| c.log_bytes)),
         findings: by_severity,
     };
     Ok(Report {

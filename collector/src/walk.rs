@@ -390,7 +390,7 @@ impl Walker<'_, '_> {
             }
             None => match self.open_root() {
                 Ok((fd, st, root)) => {
-                    self.local.allocated_bytes += blocks_bytes(&st);
+                    self.local.allocated_bytes = crate::bytes::add(self.local.allocated_bytes, blocks_bytes(&st));
                     self.enter(fd, st.stx_dev(), st.stx_ino, buf, root);
                     root
                 }
@@ -606,7 +606,7 @@ impl Walker<'_, '_> {
         match kind {
             libc::S_IFDIR => {
                 u.dirs += 1;
-                u.allocated_bytes += blocks;
+                u.allocated_bytes = crate::bytes::add(u.allocated_bytes, blocks);
                 let top = self.stack.last_mut().expect("count runs inside a listed directory");
                 top.starts.push(top.names.len() as u32);
                 top.names.extend_from_slice(name.to_bytes_with_nul());
@@ -634,8 +634,8 @@ impl Walker<'_, '_> {
                 return;
             }
         }
-        self.local.apparent_bytes += size;
-        self.local.allocated_bytes += blocks;
+        self.local.apparent_bytes = crate::bytes::add(self.local.apparent_bytes, size);
+        self.local.allocated_bytes = crate::bytes::add(self.local.allocated_bytes, blocks);
         if kind == libc::S_IFREG && size > 0 {
             self.offer_top(name.to_bytes(), size, blocks);
         }
@@ -721,8 +721,8 @@ impl Walker<'_, '_> {
         let Ok(mut acc) = self.layer.acc.lock() else { return };
         let u = &mut acc.usage;
         let l = self.local;
-        u.apparent_bytes += l.apparent_bytes;
-        u.allocated_bytes += l.allocated_bytes;
+        u.apparent_bytes = crate::bytes::add(u.apparent_bytes, l.apparent_bytes);
+        u.allocated_bytes = crate::bytes::add(u.allocated_bytes, l.allocated_bytes);
         u.files += l.files;
         u.dirs += l.dirs;
         u.symlinks += l.symlinks;

@@ -218,12 +218,13 @@ impl Engine for ContainerdStore {
                 }
             }
             for ((name, target), chain) in space.images.iter().zip(&chains) {
-                let size: u64 = chain.iter().filter_map(|l| l.size_bytes).sum();
-                let shared: u64 = chain
-                    .iter()
-                    .filter(|l| users.get(l.chain_id.as_str()).is_some_and(|&n| n > 1))
-                    .filter_map(|l| l.size_bytes)
-                    .sum();
+                let size = crate::bytes::sum(chain.iter().filter_map(|l| l.size_bytes));
+                let shared = crate::bytes::sum(
+                    chain
+                        .iter()
+                        .filter(|l| users.get(l.chain_id.as_str()).is_some_and(|&n| n > 1))
+                        .filter_map(|l| l.size_bytes),
+                );
                 for l in chain {
                     all_layers.insert(format!("{ns}/{}", l.chain_id), l.size_bytes.unwrap_or(0));
                 }
@@ -234,7 +235,7 @@ impl Engine for ContainerdStore {
                     tags: vec![name.clone()],
                     size_bytes: size,
                     shared_bytes: shared,
-                    unique_bytes: size - shared,
+                    unique_bytes: size.saturating_sub(shared),
                     dangling: false,
                     intermediate: false,
                     containers: containers
@@ -245,7 +246,7 @@ impl Engine for ContainerdStore {
                 });
             }
         }
-        (out, all_layers.values().sum())
+        (out, crate::bytes::sum(all_layers.values().copied()))
     }
 
     fn orphans(&self, host: &HostView<'_>, findings: &mut Findings) -> Vec<Orphan> {

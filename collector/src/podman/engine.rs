@@ -248,13 +248,14 @@ impl Engine for PodmanStore {
         let mut layer_bytes: HashMap<&str, u64> = HashMap::new();
         let mut out = Vec::new();
         for (img, chain) in self.images.values().zip(&chains) {
-            let layers_size: u64 = chain.iter().filter_map(|l| l.size_bytes).sum();
-            let size = layers_size + img.big_data_sizes.values().sum::<u64>();
-            let shared: u64 = chain
-                .iter()
-                .filter(|l| users.get(l.cache_id.as_str()).is_some_and(|&n| n > 1))
-                .filter_map(|l| l.size_bytes)
-                .sum();
+            let layers_size = crate::bytes::sum(chain.iter().filter_map(|l| l.size_bytes));
+            let size = crate::bytes::add(layers_size, crate::bytes::sum(img.big_data_sizes.values().copied()));
+            let shared = crate::bytes::sum(
+                chain
+                    .iter()
+                    .filter(|l| users.get(l.cache_id.as_str()).is_some_and(|&n| n > 1))
+                    .filter_map(|l| l.size_bytes),
+            );
             for l in chain {
                 layer_bytes.insert(l.cache_id.as_str(), l.size_bytes.unwrap_or(0));
             }
@@ -265,7 +266,7 @@ impl Engine for PodmanStore {
                 tags: img.names.clone(),
                 size_bytes: size,
                 shared_bytes: shared,
-                unique_bytes: size - shared,
+                unique_bytes: size.saturating_sub(shared),
                 dangling: img.names.is_empty(),
                 intermediate: false,
                 containers: containers.iter().filter(|c| c.image.id == id).count() as u64,
@@ -273,7 +274,7 @@ impl Engine for PodmanStore {
                 id,
             });
         }
-        (out, layer_bytes.values().sum())
+        (out, crate::bytes::sum(layer_bytes.values().copied()))
     }
 
     fn orphans(&self, host: &HostView<'_>, findings: &mut Findings) -> Vec<Orphan> {
