@@ -347,3 +347,167 @@ fn sparse_files_adding_past_i64_are_capped_with_a_finding_not_wrapped() {
     assert_eq!(r["totals"]["writable_apparent_bytes"], i64::MAX);
     assert_eq!(findings(&r, "size_capped").len(), 1, "{}", r["findings"]);
 }
+
+#[test]
+fn a_file_sink_that_runs_out_of_space_leaves_only_whole_lines() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let host = tmp.path().join("host");
+    write(&host.join("proc/1/mountinfo"), "1 0 8:1 / / rw,relatime - ext4 /dev/vda rw\n");
+    let d = host.join("var/lib/docker");
+    fs::create_dir_all(d.join("image/overlay2/layerdb/sha256")).expect("mkdir");
+    fs::create_dir_all(d.join("overlay2/l")).expect("mkdir");
+    // Twenty containers with labels long enough that a 64 KiB file fills within a few scans, mid-event.
+    for i in 0..20 {
+        let (cid, rw) = (format!("{:064x}", 0x1000 + i), format!("{:064x}", 0x2000 + i));
+        write(&d.join("image/overlay2/layerdb/mounts").join(&cid).join("mount-id"), &rw);
+        fs::create_dir_all(d.join("overlay2").join(&rw).join("diff")).expect("mkdir");
+        let label = "v".repeat(300 + i * 13);
+        write(
+            &d.join("containers").join(&cid).join("config.v2.json"),
+            &format!(r#"{{"ID":"{cid}","Name":"/c{i}","Config":{{"Labels":{{"l":"{label}"}}}}}}"#),
+        );
+    }
+    let out_dir = tmp.path().join("events");
+    fs::create_dir_all(&out_dir).expect("mkdir");
+    let config = tmp.path().join("ovlaudit.toml");
+    write(&config, "");
+    let file = out_dir.join("events.ndjson");
+    // In a private mount namespace: a 64 KiB tmpfs for the sink's file, full after a few scans, then grown
+    // to 4 MiB while the agent keeps retrying (with back-off: up to 20 s are given for the file to grow);
+    // then the agent is stopped and the file printed.
+    let script = format!(
+        "set -e; mount -t tmpfs -o size=64k tmpfs '{o}'; \
+         '{bin}' run --config '{c}' --interval 1s --root '{h}' --sink 'file:{f}' --log-level warn & a=$!; \
+         sleep 5; mount -o remount,size=4m '{o}'; \
+         for i in $(seq 80); do sleep 0.25; [ $(stat -c %s '{f}') -gt 100000 ] && break; done; \
+         kill -TERM $a; wait $a || true; cat '{f}'",
+        o = out_dir.display(),
+        bin = OVLAUDIT,
+        c = config.display(),
+        h = host.display(),
+        f = file.display()
+    );
+    let out = Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c", &script])
+        .output()
+        .expect("run unshare");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(
+        text.len() > 100_000,
+        "the file grew past the first 64 KiB once space returned ({} bytes); agent said: {}",
+        text.len(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for (n, line) in lines.iter().enumerate() {
+        assert!(serde_json::from_str::<Value>(line).is_ok(), "line {} does not parse: {:.200}", n + 1, line);
+    }
+    assert!(text.ends_with('\n'));
+}
+
+/// A Docker root of `n` containers under `host/var/lib/docker` and an empty mount table; returns the
+/// writable layers' directories (where this process reads them).
+fn docker_host(host: &Path, n: usize) -> Vec<PathBuf> {
+    write(&host.join("proc/1/mountinfo"), "1 0 8:1 / / rw,relatime - ext4 /dev/vda rw\n");
+    let d = host.join("var/lib/docker");
+    fs::create_dir_all(d.join("image/overlay2/layerdb/sha256")).expect("mkdir");
+    fs::create_dir_all(d.join("overlay2/l")).expect("mkdir");
+    (0..n)
+        .map(|i| {
+            let (cid, rw) = (format!("{:064x}", 0x7000 + i), format!("{:064x}", 0x8000 + i));
+            write(&d.join("image/overlay2/layerdb/mounts").join(&cid).join("mount-id"), &rw);
+            write(
+                &d.join("containers").join(&cid).join("config.v2.json"),
+                &format!(r#"{{"ID":"{cid}","Name":"/c{i}"}}"#),
+            );
+            let upper = d.join("overlay2").join(&rw).join("diff");
+            fs::create_dir_all(&upper).expect("mkdir");
+            upper
+        })
+        .collect()
+}
+
+#[test]
+fn an_event_over_a_datagrams_limit_is_cut_to_fit_not_retried_forever() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let host = tmp.path().join("host");
+    let upper = &docker_host(&host, 1)[0];
+    // What any container process can do in its own /: a file at the bottom of a 300-level path (75 KB),
+    // so that its container event with top_files is larger than a UDP datagram can be.
+    let deep = "import os,sys\nos.chdir(sys.argv[1])\nfor i in range(300):\n    n='d'*250\n    os.mkdir(n)\n    os.chdir(n)\nopen('big','w').write('x'*100000)\n";
+    let status = Command::new("python3").args(["-c", deep]).arg(upper).status().expect("python3");
+    assert!(status.success());
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+    sock.set_read_timeout(Some(Duration::from_millis(200))).expect("timeout");
+    let port = sock.local_addr().expect("addr").port();
+    let config = tmp.path().join("ovlaudit.toml");
+    write(&config, "top_files = 2\n");
+    let mut agent = Command::new(OVLAUDIT)
+        .args(["run", "--config"])
+        .arg(&config)
+        .args(["--interval", "1s", "--log-level", "off", "--sink", &format!("syslog+udp://127.0.0.1:{port}"), "--root"])
+        .arg(&host)
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("run agent");
+    let mut containers = Vec::new();
+    let mut largest = 0;
+    let started = Instant::now();
+    let mut buf = vec![0u8; 70_000];
+    while containers.len() < 2 && started.elapsed() < Duration::from_secs(20) {
+        if let Ok(n) = sock.recv(&mut buf) {
+            largest = largest.max(n);
+            let text = String::from_utf8_lossy(&buf[..n]);
+            if let Some(json) = text.find('{').map(|i| &text[i..]) {
+                let v: Value = serde_json::from_str(json).expect("each datagram carries one whole event");
+                if v["event"]["dataset"] == "ovlaudit.container" {
+                    containers.push(v);
+                }
+            }
+        }
+    }
+    let _ = agent.kill();
+    let _ = agent.wait();
+    assert_eq!(containers.len(), 2, "container events of two scans arrive (largest datagram {largest} bytes)");
+    assert!(largest <= 65_507);
+    let truncated = &containers[0]["ovlaudit"]["truncated"];
+    assert!(
+        truncated.as_array().is_some_and(|a| a.iter().any(|c| c == "ovlaudit.container.writable.top_files")),
+        "{truncated}"
+    );
+    assert!(containers[0]["ovlaudit"]["original_bytes"].as_u64().is_some_and(|b| b > 65_507));
+    assert_eq!(containers[0]["ovlaudit"]["container"]["writable"]["apparent_bytes"], 100_000);
+}
+
+fn threads_of(pid: u32) -> usize {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+    status.lines().find_map(|l| l.strip_prefix("Threads:")).and_then(|n| n.trim().parse().ok()).expect("Threads line")
+}
+
+#[test]
+fn a_stdout_nobody_reads_blocks_one_writer_and_grows_nothing() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let host = tmp.path().join("host");
+    docker_host(&host, 300);
+    let config = tmp.path().join("ovlaudit.toml");
+    write(&config, "[[sink]]\nuri = \"stdout:\"\ntimeout = \"300ms\"\n");
+    // stdout is a pipe this test never reads: full after the first scan.
+    let mut agent = Command::new(OVLAUDIT)
+        .args(["run", "--config"])
+        .arg(&config)
+        .args(["--interval", "1s", "--log-level", "off", "--root"])
+        .arg(&host)
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("run agent");
+    let pid = agent.id();
+    std::thread::sleep(Duration::from_secs(4));
+    let early = threads_of(pid);
+    std::thread::sleep(Duration::from_secs(8));
+    let late = threads_of(pid);
+    let _ = agent.kill();
+    let _ = agent.wait();
+    // Each failed send used to leave one more thread blocked in write(2) with its batch.
+    assert!(late <= early, "threads grew from {early} to {late} while stdout was not read");
+}
