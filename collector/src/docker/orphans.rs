@@ -422,6 +422,8 @@ impl<'a> Audit<'a> {
             let cache = read_field(&self.store.dir, path, "cache-id").ok().flatten().unwrap_or_default();
             let dir_state = if cache.is_empty() {
                 "it names no layer directory".to_owned()
+            } else if !crate::hostfs::is_dir_name(&cache) {
+                format!("its cache-id {:?} is not a layer directory name", crate::hostfs::excerpt(&cache, 80))
             } else if self.overlay2.join(&cache).exists() {
                 format!("its layer directory {cache} is still there (listed separately)")
             } else {
