@@ -131,31 +131,14 @@ impl ContainerdStore {
             }
             Err(e) => return Err(e.to_string()),
         };
-        let mut snapshots = BTreeMap::new();
-        for (key, b) in
-            db.root.bucket(&[b"v1", b"snapshots"]).map(|b| b.buckets().collect::<Vec<_>>()).unwrap_or_default()
-        {
-            let Some(id) = b.value(b"id").and_then(bbolt::uvarint) else { continue };
-            snapshots.insert(
-                String::from_utf8_lossy(key).into_owned(),
-                Snapshot {
-                    id,
-                    kind: b.value(b"kind").and_then(|k| k.first().copied()).unwrap_or(0),
-                    parent: b.text(b"parent").filter(|p| !p.is_empty()),
-                    size: b.value(b"size").and_then(bbolt::varint).and_then(|s| u64::try_from(s).ok()),
-                },
-            );
-        }
+        let snapshots = snapshots_of(&db);
         let by_id = snapshots.iter().map(|(k, s)| (s.id, k.clone())).collect();
 
         let meta_path = path.join(META_DB);
         let mut namespaces = BTreeMap::new();
         let meta_ok = match bbolt::read_in(&dir, &meta_path) {
             Ok(meta) => {
-                for (ns, nb) in meta.root.bucket(&[b"v1"]).map(|b| b.buckets().collect::<Vec<_>>()).unwrap_or_default()
-                {
-                    namespaces.insert(String::from_utf8_lossy(ns).into_owned(), read_namespace(nb));
-                }
+                namespaces = namespaces_of(&meta);
                 true
             }
             Err(e) => {
@@ -217,6 +200,34 @@ impl ContainerdStore {
         let config = blob(doc["config"]["digest"].as_str()?)?;
         Some(config["rootfs"]["diff_ids"].as_array()?.iter().filter_map(|d| d.as_str().map(str::to_owned)).collect())
     }
+}
+
+/// The snapshotter's records from its database (`metadata.db`): `v1/snapshots/<backend key>/`.
+pub fn snapshots_of(db: &bbolt::BoltDb) -> BTreeMap<String, Snapshot> {
+    let mut snapshots = BTreeMap::new();
+    for (key, b) in db.root.bucket(&[b"v1", b"snapshots"]).map(|b| b.buckets().collect::<Vec<_>>()).unwrap_or_default()
+    {
+        let Some(id) = b.value(b"id").and_then(bbolt::uvarint) else { continue };
+        snapshots.insert(
+            String::from_utf8_lossy(key).into_owned(),
+            Snapshot {
+                id,
+                kind: b.value(b"kind").and_then(|k| k.first().copied()).unwrap_or(0),
+                parent: b.text(b"parent").filter(|p| !p.is_empty()),
+                size: b.value(b"size").and_then(bbolt::varint).and_then(|s| u64::try_from(s).ok()),
+            },
+        );
+    }
+    snapshots
+}
+
+/// Every namespace's images, containers and snapshot references from the metadata store (`meta.db`).
+pub fn namespaces_of(meta: &bbolt::BoltDb) -> BTreeMap<String, Namespace> {
+    let mut namespaces = BTreeMap::new();
+    for (ns, nb) in meta.root.bucket(&[b"v1"]).map(|b| b.buckets().collect::<Vec<_>>()).unwrap_or_default() {
+        namespaces.insert(String::from_utf8_lossy(ns).into_owned(), read_namespace(nb));
+    }
+    namespaces
 }
 
 /// Whether an index entry's platform is one containerd's default matcher takes on a host of `arch` (Rust's

@@ -70,7 +70,7 @@ pub fn read_images(store: &StoreDir, imagedb: &Path, findings: &mut Findings) ->
                 Some(&path),
             );
         }
-        let parsed: ConfigFile = match serde_json::from_slice(&bytes) {
+        let (diff_ids, created) = match parse_image_config(&bytes) {
             Ok(c) => c,
             Err(e) => {
                 findings.error("image_config_unparsable", format!("image config is not valid JSON: {e}"), Some(&path));
@@ -78,16 +78,7 @@ pub fn read_images(store: &StoreDir, imagedb: &Path, findings: &mut Findings) ->
             }
         };
         let parent = read_field(store, &imagedb.join("metadata/sha256").join(&name), "parent").ok().flatten();
-        out.insert(
-            id.clone(),
-            ImageConfig {
-                id,
-                diff_ids: parsed.rootfs.map(|r| r.diff_ids).unwrap_or_default(),
-                parent,
-                created: parsed.created,
-                path,
-            },
-        );
+        out.insert(id.clone(), ImageConfig { id, diff_ids, parent, created, path });
     }
     out
 }
@@ -95,7 +86,7 @@ pub fn read_images(store: &StoreDir, imagedb: &Path, findings: &mut Findings) ->
 /// Reads `repositories.json` into image id → tags (`name:tag`, sorted). Digest references (`name@sha256:…`)
 /// are left out, as the engine's `RepoTags` leaves them out.
 pub fn read_tags(store: &StoreDir, path: &Path, findings: &mut Findings) -> BTreeMap<String, Vec<String>> {
-    let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let out: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let bytes = match store.read(path, FileKind::Record) {
         Ok(b) => b,
         Err(e) if e.is_not_found() => return out,
@@ -104,17 +95,29 @@ pub fn read_tags(store: &StoreDir, path: &Path, findings: &mut Findings) -> BTre
             return out;
         }
     };
-    let parsed: RepositoriesFile = match serde_json::from_slice(&bytes) {
-        Ok(r) => r,
+    match parse_tags(&bytes) {
+        Ok(tags) => tags,
         Err(e) => {
             findings.error(
                 "repositories_unparsable",
                 format!("image tags file is not valid JSON ({e}); images are shown without tags"),
                 Some(path),
             );
-            return out;
+            out
         }
-    };
+    }
+}
+
+/// An image config's DiffIDs (base first) and creation time.
+pub fn parse_image_config(bytes: &[u8]) -> Result<(Vec<String>, Option<String>), serde_json::Error> {
+    let parsed: ConfigFile = serde_json::from_slice(bytes)?;
+    Ok((parsed.rootfs.map(|r| r.diff_ids).unwrap_or_default(), parsed.created))
+}
+
+/// `repositories.json` as image id → tags (`name:tag`, sorted), digest references left out.
+pub fn parse_tags(bytes: &[u8]) -> Result<BTreeMap<String, Vec<String>>, serde_json::Error> {
+    let parsed: RepositoriesFile = serde_json::from_slice(bytes)?;
+    let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for refs in parsed.repositories.into_values() {
         for (reference, id) in refs {
             if !reference.contains('@') {
@@ -125,7 +128,7 @@ pub fn read_tags(store: &StoreDir, path: &Path, findings: &mut Findings) -> BTre
     for tags in out.values_mut() {
         tags.sort();
     }
-    out
+    Ok(out)
 }
 
 /// How many references (tags and digest references alike) `repositories.json` holds for each image id.
