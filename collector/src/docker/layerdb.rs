@@ -223,3 +223,41 @@ pub(crate) fn list_dir(store: &StoreDir, dir: &Path, findings: &mut Findings) ->
     out.sort();
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn layer(i: usize, parent: Option<usize>) -> ImageLayer {
+        ImageLayer {
+            chain_id: format!("sha256:{i:064x}"),
+            diff_id: format!("sha256:{i:064x}"),
+            parent: parent.map(|p| format!("sha256:{p:064x}")),
+            cache_id: format!("{i:064x}"),
+            size: Some(1),
+            path: PathBuf::new(),
+        }
+    }
+
+    #[test]
+    fn a_deep_chain_is_followed_whole_and_only_a_real_loop_is_a_loop() {
+        let n = 10_001;
+        let mut db = LayerDb::default();
+        for i in 0..n {
+            let l = layer(i, i.checked_sub(1));
+            db.layers.insert(l.chain_id.clone(), l);
+        }
+        let top = format!("sha256:{:064x}", n - 1);
+        let mut f = Findings::default();
+        let chain = db.chain(&top, &mut f);
+        assert_eq!(chain.len(), n);
+        assert_eq!(chain[0].chain_id, format!("sha256:{:064x}", 0));
+        assert!(f.as_slice().is_empty(), "{:?}", f.as_slice());
+        // The base's parent is the top: a loop, reported once, each layer still listed once.
+        let base = layer(0, Some(n - 1));
+        db.layers.insert(base.chain_id.clone(), base);
+        let chain = db.chain(&top, &mut f);
+        assert_eq!(chain.len(), n);
+        assert_eq!(f.as_slice().iter().filter(|x| x.code == "layer_chain_loop").count(), 1);
+    }
+}
