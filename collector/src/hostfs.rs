@@ -371,16 +371,18 @@ fn type_word(fmt: SFlag) -> &'static str {
     }
 }
 
-/// Opens the directory `path` (where this process reads it) when it lies under `beneath`, without
-/// following a symlink in any component below `beneath`: how the walker opens a writable layer named by a
-/// store's metadata.
-pub fn open_dir_beneath(beneath: &Path, path: &Path) -> io::Result<OwnedFd> {
-    let store = StoreDir::open(beneath)?;
-    store.open_dir(path).map_err(|e| match e {
-        HostReadError::NotFound { .. } => io::Error::from(io::ErrorKind::NotFound),
-        HostReadError::Io { source, .. } => source,
-        e @ HostReadError::Refused { .. } => io::Error::new(io::ErrorKind::PermissionDenied, e.to_string()),
-    })
+impl StoreDir {
+    /// Opens the directory at `path` under the store as [`StoreDir::open_dir`] does, with a plain I/O
+    /// error: how the walker opens a writable layer that a store's metadata names, through the same
+    /// descriptor the metadata was read through (so swapping the store's path for a link in between
+    /// changes nothing).
+    pub fn open_layer_dir(&self, path: &Path) -> io::Result<OwnedFd> {
+        self.open_dir(path).map_err(|e| match e {
+            HostReadError::NotFound { .. } => io::Error::from(io::ErrorKind::NotFound),
+            HostReadError::Io { source, .. } => source,
+            e @ HostReadError::Refused { .. } => io::Error::new(io::ErrorKind::PermissionDenied, e.to_string()),
+        })
+    }
 }
 
 /// At most `max` characters of `text` read from a store, control and non-ASCII characters escaped: how text

@@ -219,7 +219,7 @@ pub(crate) fn docker_writable_layers(store: &DockerStore) -> Vec<LayerSpec> {
         .map(|id| LayerSpec {
             upperdir: store.layerdb.rw_layers.get(id).map(|rw| store.layer_dir(&rw.mount_id).join("diff")),
             xattrs: OverlayXattrs::Trusted,
-            beneath: Some(store.root.path.clone()),
+            beneath: Some(store.dir.clone()),
         })
         .collect()
 }

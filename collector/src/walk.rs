@@ -55,9 +55,9 @@ pub struct LayerSpec {
     pub upperdir: Option<PathBuf>,
     /// Which xattr namespace holds the overlay's markers in this layer.
     pub xattrs: OverlayXattrs,
-    /// The store root the upperdir was named under by metadata: when set, the upperdir is opened beneath
-    /// it without following a symlink in any component (see [`crate::hostfs`]).
-    pub beneath: Option<PathBuf>,
+    /// The store the upperdir was named by: when set, the upperdir is opened beneath its root directory
+    /// without following a symlink in any component (see [`crate::hostfs`]).
+    pub beneath: Option<std::sync::Arc<crate::hostfs::StoreDir>>,
 }
 
 /// Measures every layer in `upperdirs` (`None`: nothing to measure, an empty usage), sharing the work over
@@ -193,7 +193,7 @@ struct Pool<'a> {
 /// One layer's shared state, merged into by every job that walks part of it.
 struct Layer {
     upperdir: PathBuf,
-    beneath: Option<PathBuf>,
+    beneath: Option<std::sync::Arc<crate::hostfs::StoreDir>>,
     xattrs: OverlayXattrs,
     root: Mutex<Option<RootId>>,
     acc: Mutex<Acc>,
@@ -425,7 +425,7 @@ impl Walker<'_, '_> {
         let c = CString::new(self.layer.upperdir.as_os_str().as_bytes())
             .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains a NUL byte"))?;
         let fd = match &self.layer.beneath {
-            Some(store) => crate::hostfs::open_dir_beneath(store, &self.layer.upperdir)?,
+            Some(store) => store.open_layer_dir(&self.layer.upperdir)?,
             None => open_dir(libc::AT_FDCWD, &c)?,
         };
         let st = statx(fd.as_raw_fd(), c"", libc::AT_EMPTY_PATH)?;

@@ -101,7 +101,7 @@ impl Engine for ContainerdStore {
             .map(|s| LayerSpec {
                 upperdir: s.map(|s| self.snapshot_dir(s.id).join("fs")),
                 xattrs: OverlayXattrs::Trusted,
-                beneath: Some(self.path.clone()),
+                beneath: Some(self.dir.clone()),
             })
             .collect()
     }

@@ -89,7 +89,7 @@ pub struct ContainerdStore {
     /// Whether the metadata store could be read: orphans are held back when not.
     pub meta_ok: bool,
     /// The root, held open: every database, blob and snapshot directory is reached through it.
-    pub dir: StoreDir,
+    pub dir: std::sync::Arc<StoreDir>,
 }
 
 /// The default roots under `root` that hold an overlayfs snapshotter.
@@ -157,7 +157,7 @@ impl ContainerdStore {
             namespaces,
             by_id,
             meta_ok,
-            dir,
+            dir: dir.into(),
         })
     }
 
@@ -310,7 +310,7 @@ mod tests {
             namespaces: BTreeMap::new(),
             by_id: HashMap::new(),
             meta_ok: true,
-            dir: StoreDir::open(dir).expect("open"),
+            dir: StoreDir::open(dir).expect("open").into(),
         };
         (store, digests)
     }

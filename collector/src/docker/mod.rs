@@ -83,8 +83,8 @@ pub struct DockerStore {
     pub short_links: HashMap<String, String>,
     /// overlay2 directory names that are image layers, with their ChainID.
     pub cache_to_chain: HashMap<String, String>,
-    /// The data root, held open: every metadata file is read through it.
-    pub dir: StoreDir,
+    /// The data root, held open: every metadata file and writable layer is reached through it.
+    pub dir: std::sync::Arc<StoreDir>,
 }
 
 impl DockerStore {
@@ -108,7 +108,7 @@ impl DockerStore {
         }
         let short_links = read_short_links(&store, &root.path.join("overlay2/l"), findings);
         let cache_to_chain = layerdb.layers.values().map(|l| (l.cache_id.clone(), l.chain_id.clone())).collect();
-        Ok(DockerStore { root, layerdb, images, tags, containers, short_links, cache_to_chain, dir: store })
+        Ok(DockerStore { root, layerdb, images, tags, containers, short_links, cache_to_chain, dir: store.into() })
     }
 
     /// Where this process reads the overlay2 directory named `cache_id`.

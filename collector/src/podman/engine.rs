@@ -114,7 +114,7 @@ impl Engine for PodmanStore {
                     .filter(|l| owners.get(l) == Some(&c.id.as_str()))
                     .map(|l| self.path.join("overlay").join(l).join("diff")),
                 xattrs,
-                beneath: Some(self.path.clone()),
+                beneath: Some(self.dir.clone()),
             })
             .collect()
     }

@@ -99,7 +99,7 @@ pub struct PodmanStore {
     /// Metadata files that could not be read or parsed: orphans are held back while there are any.
     pub unreadable: usize,
     /// The store's root, held open: every metadata file and layer directory is reached through it.
-    pub dir: StoreDir,
+    pub dir: std::sync::Arc<StoreDir>,
 }
 
 /// The default roots under `root` that hold a containers-storage overlay store: the system one, and the
@@ -236,7 +236,7 @@ impl PodmanStore {
             states,
             rootless,
             unreadable,
-            dir,
+            dir: dir.into(),
         })
     }
 
@@ -343,7 +343,7 @@ mod tests {
             states: None,
             rootless: false,
             unreadable: 0,
-            dir: StoreDir::open(tmp.path()).expect("open"),
+            dir: StoreDir::open(tmp.path()).expect("open").into(),
         };
         let s = store(layers.clone());
         let chain = s.chain(&id(n - 1));
