@@ -511,3 +511,26 @@ fn a_stdout_nobody_reads_blocks_one_writer_and_grows_nothing() {
     // Each failed send used to leave one more thread blocked in write(2) with its batch.
     assert!(late <= early, "threads grew from {early} to {late} while stdout was not read");
 }
+
+#[test]
+fn a_mount_inside_a_users_store_is_not_crossed() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let (host, s) = host_with_rootless_store(tmp.path());
+    // A user can mount (FUSE) over a directory of their own store; a file system whose reads never return
+    // would hang the audit. Here a tmpfs stands in for it, in a private mount namespace.
+    let dir = s.join("overlay-containers");
+    let script = format!(
+        "set -e; mount -t tmpfs -o size=1m tmpfs '{d}'; echo '[]' > '{d}/containers.json'; \
+         exec '{bin}' report --format json --root '{h}'",
+        d = dir.display(),
+        bin = OVLAUDIT,
+        h = host.display()
+    );
+    let out = Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c", &script])
+        .output()
+        .expect("run unshare");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let r: Value = serde_json::from_slice(&out.stdout).expect("one JSON document");
+    assert!(has_finding_at(&r, "metadata_refused", &dir.join("containers.json")), "{}", r["findings"]);
+}

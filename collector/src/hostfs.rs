@@ -107,10 +107,15 @@ impl HostReadError {
         match e {
             Errno::ENOENT => HostReadError::NotFound { path },
             // ELOOP: a symlink (RESOLVE_NO_SYMLINKS, O_NOFOLLOW); EXDEV: `..` or an absolute link out of the
-            // store (RESOLVE_BENEATH); ENOTDIR in the component walk: a link where a directory was expected.
-            Errno::ELOOP | Errno::EXDEV | Errno::ENOTDIR => {
+            // store (RESOLVE_BENEATH), or a mount point in a user's store (RESOLVE_NO_XDEV); ENOTDIR in the
+            // component walk: a link where a directory was expected.
+            Errno::ELOOP | Errno::ENOTDIR => {
                 HostReadError::Refused { path, why: "a symbolic link or a path leading out of the store".into() }
             }
+            Errno::EXDEV => HostReadError::Refused {
+                path,
+                why: "a path leading out of the store (a link, `..`, or a mount point in a user's store)".into(),
+            },
             e => HostReadError::Io { path, source: io::Error::from(e) },
         }
     }
@@ -191,9 +196,13 @@ impl StoreDir {
         };
         let rel: &Path = if rel.as_os_str().is_empty() { Path::new(".") } else { rel };
         if !NO_OPENAT2.load(Ordering::Relaxed) {
-            let how = nix::fcntl::OpenHow::new().flags(flags).resolve(
-                ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_SYMLINKS | ResolveFlag::RESOLVE_NO_MAGICLINKS,
-            );
+            let mut resolve =
+                ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_SYMLINKS | ResolveFlag::RESOLVE_NO_MAGICLINKS;
+            if self.untrusted() {
+                // A user can mount a FUSE file system in their own store, whose reads never return.
+                resolve |= ResolveFlag::RESOLVE_NO_XDEV;
+            }
+            let how = nix::fcntl::OpenHow::new().flags(flags).resolve(resolve);
             match nix::fcntl::openat2(self.fd.as_fd(), rel, how) {
                 Ok(fd) => return Ok(fd),
                 // No openat2 (kernel before 5.6, or a seccomp filter that does not know it): walk instead.
