@@ -428,6 +428,21 @@ fn docker_host(host: &Path, n: usize) -> Vec<PathBuf> {
         .collect()
 }
 
+/// A file of `size` bytes at the bottom of `levels` directories named with `name_len` characters under
+/// `base`, a path far longer than PATH_MAX: each level is reached through the previous one's descriptor
+/// (`/proc/self/fd/N/name`), as a process inside a container would make it with `chdir`.
+fn deep_file(base: &Path, levels: usize, name_len: usize, size: usize) {
+    let name = "d".repeat(name_len);
+    let mut dir = fs::File::open(base).expect("open base");
+    for _ in 0..levels {
+        let next = PathBuf::from(format!("/proc/self/fd/{}/{name}", std::os::fd::AsRawFd::as_raw_fd(&dir)));
+        fs::create_dir(&next).expect("mkdir one level deeper");
+        dir = fs::File::open(&next).expect("open it");
+    }
+    let file = format!("/proc/self/fd/{}/big", std::os::fd::AsRawFd::as_raw_fd(&dir));
+    fs::write(file, vec![b'x'; size]).expect("write the deep file");
+}
+
 #[test]
 fn an_event_over_a_datagrams_limit_is_cut_to_fit_not_retried_forever() {
     let tmp = tempfile::tempdir().expect("temp dir");
@@ -435,9 +450,7 @@ fn an_event_over_a_datagrams_limit_is_cut_to_fit_not_retried_forever() {
     let upper = &docker_host(&host, 1)[0];
     // What any container process can do in its own /: a file at the bottom of a 300-level path (75 KB),
     // so that its container event with top_files is larger than a UDP datagram can be.
-    let deep = "import os,sys\nos.chdir(sys.argv[1])\nfor i in range(300):\n    n='d'*250\n    os.mkdir(n)\n    os.chdir(n)\nopen('big','w').write('x'*100000)\n";
-    let status = Command::new("python3").args(["-c", deep]).arg(upper).status().expect("python3");
-    assert!(status.success());
+    deep_file(upper, 300, 250, 100_000);
     let sock = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
     sock.set_read_timeout(Some(Duration::from_millis(200))).expect("timeout");
     let port = sock.local_addr().expect("addr").port();
