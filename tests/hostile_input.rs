@@ -547,3 +547,19 @@ fn a_mount_inside_a_users_store_is_not_crossed() {
     let r: Value = serde_json::from_slice(&out.stdout).expect("one JSON document");
     assert!(has_finding_at(&r, "metadata_refused", &dir.join("containers.json")), "{}", r["findings"]);
 }
+
+#[test]
+fn text_from_a_users_store_is_bounded_in_the_report() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let (host, s) = host_with_rootless_store(tmp.path());
+    let long = "n".repeat(100_000);
+    write(
+        &s.join("overlay-containers/containers.json"),
+        &format!(r#"[{{"id":"{CTR}","names":["{long}"],"image":"{IMG}","layer":"{RW}"}}]"#),
+    );
+    chown_tree(&host.join("home/mallory"), USER);
+    let (r, raw) = report(&host, &[]);
+    let name = r["containers"][0]["name"].as_str().expect("name");
+    assert_eq!(name, format!("{}…", "n".repeat(256)));
+    assert!(raw.len() < 50_000, "the report carries the 100 KB name ({} bytes)", raw.len());
+}

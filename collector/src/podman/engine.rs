@@ -62,6 +62,18 @@ impl PodmanStore {
         out
     }
 
+    /// Text from a record as the report shows it: from a user's store, at most 256 characters (the
+    /// report's own escaping, JSON's or the table's, applies to it as to any text).
+    fn shown(&self, text: &str) -> String {
+        if self.dir.untrusted() && text.chars().nth(256).is_some() {
+            let mut s: String = text.chars().take(256).collect();
+            s.push('…');
+            s
+        } else {
+            text.to_owned()
+        }
+    }
+
     /// The writable layer id of a container record, when it can name a layer directory: containers-storage
     /// ids are 64 hex digits, and anything else (`../…`, an absolute path) must never become a path.
     fn layer_id(c: &super::Container) -> Option<&str> {
@@ -159,6 +171,7 @@ impl Engine for PodmanStore {
                 }
                 continue;
             }
+            let who = self.shown(&c.id);
             let meta: serde_json::Value = serde_json::from_str(&c.metadata).unwrap_or_default();
             let layer_dir = self.host_layer_dir(layer_id);
             let upper = layer_dir.join("diff");
@@ -176,7 +189,7 @@ impl Engine for PodmanStore {
             if state == "running" && mount.is_none() {
                 findings.warn(
                     "running_container_not_mounted",
-                    format!("container {} is recorded as running but its writable layer is not mounted", c.id),
+                    format!("container {who} is recorded as running but its writable layer is not mounted"),
                     Some(&layer_dir.join("merged")),
                 );
             }
@@ -184,7 +197,7 @@ impl Engine for PodmanStore {
             if rw_layer.is_none() {
                 findings.error(
                     "container_rw_layer_missing",
-                    format!("container {} names writable layer {}, which layers.json does not list", c.id, c.layer),
+                    format!("container {who} names writable layer {layer_id}, which layers.json does not list"),
                     Some(&self.host_path.join("overlay-layers/layers.json")),
                 );
             }
@@ -196,7 +209,10 @@ impl Engine for PodmanStore {
                 if diffs(&expected) != diffs(&layers) {
                     findings.error(
                         "container_layers_differ_from_image",
-                        format!("container {}'s layer chain does not carry the DiffIDs of its image {}", c.id, img.id),
+                        format!(
+                            "container {who}'s layer chain does not carry the DiffIDs of its image {}",
+                            self.shown(&img.id)
+                        ),
                         Some(&layer_dir),
                     );
                 }
@@ -204,18 +220,20 @@ impl Engine for PodmanStore {
             let lowerdirs = self.lower_chain(layer_id, findings);
             let workdir = layer_dir.join("work");
             let paths = LayerPaths { cache_id: &c.layer, layer_dir: &layer_dir, upperdir: &upper, workdir: &workdir };
-            let writable = writable_report(paths, lowerdirs, usage, |u| u.apparent_bytes, &c.id, findings);
+            let writable = writable_report(paths, lowerdirs, usage, |u| u.apparent_bytes, &who, findings);
             out.push(ContainerReport {
-                id: c.id.clone(),
-                name: c.names.first().cloned().or_else(|| meta["name"].as_str().map(str::to_owned)).unwrap_or_default(),
+                id: who,
+                name: self.shown(
+                    &c.names.first().cloned().or_else(|| meta["name"].as_str().map(str::to_owned)).unwrap_or_default(),
+                ),
                 runtime: PodmanStore::runtime_of(&meta).to_owned(),
                 namespace: None,
                 state,
                 created: c.created.clone(),
                 image: ImageRef {
-                    id: if c.image.is_empty() { String::new() } else { format!("sha256:{}", c.image) },
-                    name: meta["image-name"].as_str().unwrap_or_default().to_owned(),
-                    tags: image.map(|i| i.names.clone()).unwrap_or_default(),
+                    id: if c.image.is_empty() { String::new() } else { format!("sha256:{}", self.shown(&c.image)) },
+                    name: self.shown(meta["image-name"].as_str().unwrap_or_default()),
+                    tags: image.map(|i| i.names.iter().map(|n| self.shown(n)).collect()).unwrap_or_default(),
                 },
                 labels: Default::default(),
                 writable: Some(writable),
@@ -259,11 +277,11 @@ impl Engine for PodmanStore {
             for l in chain {
                 layer_bytes.insert(l.cache_id.as_str(), l.size_bytes.unwrap_or(0));
             }
-            let id = format!("sha256:{}", img.id);
+            let id = format!("sha256:{}", self.shown(&img.id));
             out.push(ImageReport {
                 runtime: "podman".into(),
                 namespace: None,
-                tags: img.names.clone(),
+                tags: img.names.iter().map(|n| self.shown(n)).collect(),
                 size_bytes: size,
                 shared_bytes: shared,
                 unique_bytes: size.saturating_sub(shared),
