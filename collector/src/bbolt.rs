@@ -385,10 +385,11 @@ pub fn read_in(dir: &StoreDir, path: &Path) -> Result<BoltDb, BoltError> {
         }
         // The size is taken again on each attempt: a commit may have grown the file.
         let len = file.metadata().map_err(|source| BoltError::Io { path: path.to_owned(), source })?.len();
-        if len > FileKind::Database.cap() {
+        let cap = dir.cap(FileKind::Database);
+        if len > cap {
             return Err(BoltError::Open(HostReadError::Refused {
                 path: path.to_owned(),
-                why: format!("{len} bytes, more than the {} bytes such a file may hold", FileKind::Database.cap()),
+                why: format!("{len} bytes, more than the {cap} bytes such a file may hold here"),
             }));
         }
         let src = FileSource { file: &file, len };

@@ -162,6 +162,17 @@ impl StoreDir {
         self.owner
     }
 
+    /// The size cap for a file of `kind` in this store: a user's store gets smaller caps for the files that
+    /// are parsed whole (an index of 16 MiB, a database of 32 MiB, far above what a user's engine writes),
+    /// since parsing costs several times a file's size in memory.
+    pub fn cap(&self, kind: FileKind) -> u64 {
+        match kind {
+            FileKind::Index if self.untrusted() => 16 << 20,
+            FileKind::Database if self.untrusted() => 32 << 20,
+            kind => kind.cap(),
+        }
+    }
+
     /// Whether an unprivileged user owns the store: what it names is that user's word, not the engine's.
     pub fn untrusted(&self) -> bool {
         self.owner != 0
@@ -258,8 +269,9 @@ impl StoreDir {
             )));
         }
         let size = u64::try_from(st.st_size).unwrap_or(0);
-        if size > kind.cap() {
-            return Err(refuse(format!("{size} bytes, more than the {} bytes such a file may hold", kind.cap())));
+        let cap = self.cap(kind);
+        if size > cap {
+            return Err(refuse(format!("{size} bytes, more than the {cap} bytes such a file may hold here")));
         }
         Ok((File::from(fd), size))
     }
@@ -269,13 +281,14 @@ impl StoreDir {
         let (file, size) = self.open_file(path, kind)?;
         let mut buf = Vec::with_capacity(usize::try_from(size).unwrap_or(0).min(1 << 20));
         // The file may grow after the size check: never read past the cap.
-        file.take(kind.cap() + 1)
+        let cap = self.cap(kind);
+        file.take(cap + 1)
             .read_to_end(&mut buf)
             .map_err(|source| HostReadError::Io { path: path.to_owned(), source })?;
-        if buf.len() as u64 > kind.cap() {
+        if buf.len() as u64 > cap {
             return Err(HostReadError::Refused {
                 path: path.to_owned(),
-                why: format!("grew past the {} bytes such a file may hold while it was read", kind.cap()),
+                why: format!("grew past the {cap} bytes such a file may hold here while it was read"),
             });
         }
         Ok(buf)
@@ -477,6 +490,12 @@ mod tests {
         f.set_len(FileKind::Field.cap() + 1).expect("sparse");
         let d = StoreDir::open(tmp.path()).expect("open");
         assert!(refused(d.read(Path::new("lower"), FileKind::Field)).contains("more than the 65536 bytes"));
+        // In a user's store, an index is capped lower than in root's.
+        let big = tmp.path().join("layers.json");
+        File::create(&big).expect("create").set_len((16 << 20) + 1).expect("sparse");
+        std::os::unix::fs::chown(tmp.path(), Some(65534), None).expect("chown");
+        let user = StoreDir::open(tmp.path()).expect("open");
+        assert!(refused(user.read(Path::new("layers.json"), FileKind::Index)).contains("more than the 16777216"));
         assert_eq!(d.read(Path::new("lower"), FileKind::Record).map(|b| b.len()).ok(), Some(65537));
     }
 
