@@ -163,11 +163,11 @@ impl StoreDir {
     }
 
     /// The size cap for a file of `kind` in this store: a user's store gets smaller caps for the files that
-    /// are parsed whole (an index of 16 MiB, a database of 32 MiB, far above what a user's engine writes),
+    /// are parsed whole (an index of 4 MiB, some 9,000 layer records as Podman writes them; a database of 32 MiB),
     /// since parsing costs several times a file's size in memory.
     pub fn cap(&self, kind: FileKind) -> u64 {
         match kind {
-            FileKind::Index if self.untrusted() => 16 << 20,
+            FileKind::Index if self.untrusted() => 4 << 20,
             FileKind::Database if self.untrusted() => 32 << 20,
             kind => kind.cap(),
         }
@@ -492,10 +492,10 @@ mod tests {
         assert!(refused(d.read(Path::new("lower"), FileKind::Field)).contains("more than the 65536 bytes"));
         // In a user's store, an index is capped lower than in root's.
         let big = tmp.path().join("layers.json");
-        File::create(&big).expect("create").set_len((16 << 20) + 1).expect("sparse");
+        File::create(&big).expect("create").set_len((4 << 20) + 1).expect("sparse");
         std::os::unix::fs::chown(tmp.path(), Some(65534), None).expect("chown");
         let user = StoreDir::open(tmp.path()).expect("open");
-        assert!(refused(user.read(Path::new("layers.json"), FileKind::Index)).contains("more than the 16777216"));
+        assert!(refused(user.read(Path::new("layers.json"), FileKind::Index)).contains("more than the 4194304"));
         assert_eq!(d.read(Path::new("lower"), FileKind::Record).map(|b| b.len()).ok(), Some(65537));
     }
 
