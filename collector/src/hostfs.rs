@@ -162,9 +162,9 @@ impl StoreDir {
         self.owner
     }
 
-    /// The size cap for a file of `kind` in this store: a user's store gets smaller caps for the files that
-    /// are parsed whole (an index of 4 MiB, some 9,000 layer records as Podman writes them; a database of 32 MiB),
-    /// since parsing costs several times a file's size in memory.
+    /// The size cap for a file of `kind` in this store. A user's store gets smaller caps for the files that
+    /// are parsed whole, since parsing costs several times a file's size in memory: an index of 4 MiB (some
+    /// 9,000 layer records as Podman writes them) and a database of 32 MiB.
     pub fn cap(&self, kind: FileKind) -> u64 {
         match kind {
             FileKind::Index if self.untrusted() => 4 << 20,
