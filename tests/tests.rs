@@ -11,6 +11,7 @@ mod data_root;
 mod events;
 mod harness;
 mod harness_smoke;
+mod hostile_input;
 mod incremental;
 mod inspect;
 mod lab;

@@ -157,13 +157,14 @@ impl Incremental {
     }
 
     /// Builds the state of `upperdir`; on a watch error the layer is walked at every scan from now on.
-    fn build(&mut self, upperdir: &PathBuf, xattrs: OverlayXattrs, c: &mut ScanCounters) -> Option<&Layer> {
+    fn build(&mut self, spec: &LayerSpec, upperdir: &PathBuf, c: &mut ScanCounters) -> Option<&Layer> {
+        let xattrs = spec.xattrs;
         let feed = self.feed.as_ref()?;
         let id = self.next_id;
         self.next_id += 1;
         c.layers_walked += 1;
         let mut watcher = Watcher { feed, keys: &mut self.keys, layer: id };
-        match LayerState::build(upperdir, xattrs, self.top_files, &mut watcher) {
+        match LayerState::build(upperdir, xattrs, self.top_files, spec.beneath.clone(), &mut watcher) {
             Ok(state) => {
                 self.layers.insert(upperdir.clone(), Layer { id, state, xattrs });
                 self.layers.get(upperdir)
@@ -282,7 +283,7 @@ impl KnownUsages for Incremental {
             if let Some(r) = &rebuild {
                 *c.rebuilds.entry(r.clone()).or_default() += 1;
             }
-            match self.build(upper, spec.xattrs, &mut c) {
+            match self.build(spec, upper, &mut c) {
                 Some(l) => {
                     let new = l.state.usage();
                     if let (Some(old), true) = (old, compare) {

@@ -16,6 +16,7 @@
 //! Not for: one-shot audits (`ovlaudit report` walks, it keeps no state) or deciding when to rebuild
 //! (the caller decides; [`RefreshError`] says when the state can no longer be trusted).
 
+use crate::hostfs::StoreDir;
 use crate::usage::{OverlayXattrs, TopFile, UsageError, WritableUsage};
 use crate::walk::{
     blocks_bytes, dir_markers, is_mount_point, open_dir, sort_by_inode, statx, xattr_present_at, DentsBuf, RootId,
@@ -28,6 +29,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
+use std::sync::Arc;
 
 const MAX_ERROR_SAMPLES: usize = 5;
 
@@ -191,6 +193,8 @@ struct Listing {
 #[derive(Debug)]
 pub struct LayerState {
     upperdir: PathBuf,
+    /// The store the upperdir was named by, if any: it is opened beneath the store's root.
+    beneath: Option<Arc<StoreDir>>,
     xattrs: OverlayXattrs,
     top_files: usize,
     root: RootId,
@@ -200,21 +204,35 @@ pub struct LayerState {
     totals: Counts,
 }
 
+/// Opens the upperdir: beneath its store's root when it has one, else by its path.
+fn open_upperdir(upperdir: &Path, beneath: Option<&StoreDir>) -> io::Result<OwnedFd> {
+    match beneath {
+        Some(store) => store.open_layer_dir(upperdir),
+        None => {
+            let c = CString::new(upperdir.as_os_str().as_bytes())
+                .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains a NUL byte"))?;
+            open_dir(libc::AT_FDCWD, &c)
+        }
+    }
+}
+
 impl LayerState {
     /// Walks the layer at `upperdir`, watching every directory before listing it.
+    /// With `beneath`, the upperdir is opened beneath that store's root directory without following a
+    /// symlink in any component, as the full walk opens it (see [`crate::hostfs`]).
     pub fn build(
         upperdir: &Path,
         xattrs: OverlayXattrs,
         top_files: usize,
+        beneath: Option<Arc<StoreDir>>,
         watch: &mut dyn DirWatch,
     ) -> Result<LayerState, RefreshError> {
         let open_err = |source| RefreshError::Open(UsageError { path: upperdir.to_path_buf(), source });
-        let c = CString::new(upperdir.as_os_str().as_bytes())
-            .map_err(|_| open_err(io::Error::new(io::ErrorKind::InvalidInput, "path contains a NUL byte")))?;
-        let fd = open_dir(libc::AT_FDCWD, &c).map_err(open_err)?;
+        let fd = open_upperdir(upperdir, beneath.as_deref()).map_err(open_err)?;
         let st = statx(fd.as_raw_fd(), c"", libc::AT_EMPTY_PATH).map_err(open_err)?;
         let mut state = LayerState {
             upperdir: upperdir.to_path_buf(),
+            beneath,
             xattrs,
             top_files,
             root: RootId { dev: st.stx_dev(), mnt_id: st.stx_mnt_id },
@@ -361,9 +379,7 @@ impl LayerState {
         watch: &mut dyn DirWatch,
     ) -> Result<RefreshStats, RefreshError> {
         let mut stats = RefreshStats::default();
-        let c = CString::new(self.upperdir.as_os_str().as_bytes())
-            .map_err(|_| RefreshError::Replaced { path: self.upperdir.clone() })?;
-        let root_fd = open_dir(libc::AT_FDCWD, &c)
+        let root_fd = open_upperdir(&self.upperdir, self.beneath.as_deref())
             .map_err(|source| RefreshError::Open(UsageError { path: self.upperdir.clone(), source }))?;
         let st = statx(root_fd.as_raw_fd(), c"", libc::AT_EMPTY_PATH)
             .map_err(|source| RefreshError::Open(UsageError { path: self.upperdir.clone(), source }))?;
@@ -812,7 +828,7 @@ mod tests {
         std::fs::hard_link(d.join("a/f1"), d.join("a/b/c/f1link")).expect("link");
         symlink("target-of-9", d.join("a/sym")).expect("symlink");
         let mut w = Everything::default();
-        let mut s = LayerState::build(d, OverlayXattrs::Trusted, 3, &mut w).expect("build");
+        let mut s = LayerState::build(d, OverlayXattrs::Trusted, 3, None, &mut w).expect("build");
         assert_like_walk(d, &s.usage());
         assert_eq!(s.dirs(), 4);
 

@@ -8,12 +8,14 @@
 #![deny(missing_docs)]
 
 pub mod bbolt;
+pub mod bytes;
 pub mod containerd;
 pub mod copyup;
 pub mod digest;
 pub mod docker;
 pub mod engine;
 pub mod finding;
+pub mod hostfs;
 pub mod layer_state;
 pub mod mount_table;
 pub mod mountinfo;

@@ -6,6 +6,7 @@ use crate::docker::nested::{nested_overlays, nested_roots, open_nested, NestedRo
 use crate::docker::{DockerRoot, DockerStore, StoreError};
 use crate::engine::{next_usage, Engine, HostView, LayerSpec, Usages};
 use crate::finding::{Findings, Severity};
+pub use crate::hostfs::under_root;
 use crate::mount_table::{read_mount_table, LayerAnchors, OverlayMount};
 use crate::report::*;
 use crate::usage::{OverlayXattrs, UsageError, WritableUsage};
@@ -66,14 +67,6 @@ pub enum ScanError {
     /// A store named on the command line (`--podman-root`, `--containerd-root`) could not be read.
     #[error(transparent)]
     Engine(#[from] crate::engine::EngineRootError),
-}
-
-/// `root` joined with an absolute host path.
-pub fn under_root(root: &Path, host_path: &Path) -> PathBuf {
-    match host_path.strip_prefix("/") {
-        Ok(rel) => root.join(rel),
-        Err(_) => root.join(host_path),
-    }
 }
 
 /// Writable-layer usages known without a walk (the agent's incremental state): for each layer of the
@@ -188,7 +181,7 @@ pub fn scan_with(opts: &ScanOptions, known: Option<&mut dyn KnownUsages>) -> Res
             let mine = engine.containers(&host, &mut usages, &mut owned, &mut findings);
             let (imgs, bytes) = engine.images(&mine, &mut findings);
             images.extend(imgs);
-            image_bytes += bytes;
+            image_bytes = crate::bytes::add(image_bytes, bytes);
             containers.extend(mine);
         }
     });
@@ -218,25 +211,21 @@ pub fn scan_with(opts: &ScanOptions, known: Option<&mut dyn KnownUsages>) -> Res
     let totals = Totals {
         containers: containers.len() as u64,
         containers_running: containers.iter().filter(|c| c.state == "running").count() as u64,
-        writable_apparent_bytes: containers
-            .iter()
-            .filter_map(|c| c.writable.as_ref())
-            .map(|w| w.usage.apparent_bytes)
-            .sum(),
-        writable_allocated_bytes: containers
-            .iter()
-            .filter_map(|c| c.writable.as_ref())
-            .map(|w| w.usage.allocated_bytes)
-            .sum(),
+        writable_apparent_bytes: crate::bytes::sum(
+            containers.iter().filter_map(|c| c.writable.as_ref()).map(|w| w.usage.apparent_bytes),
+        ),
+        writable_allocated_bytes: crate::bytes::sum(
+            containers.iter().filter_map(|c| c.writable.as_ref()).map(|w| w.usage.allocated_bytes),
+        ),
         images: images.len() as u64,
         overlay_mounts: overlays.len() as u64,
         overlay_mount_points: overlays.iter().map(|m| m.mount_points.len() as u64).sum(),
         unowned_mounts: unowned_mounts.len() as u64,
         image_bytes,
         orphans: orphans.len() as u64,
-        orphan_apparent_bytes: orphans.iter().map(|o| o.apparent_bytes).sum(),
-        orphan_allocated_bytes: orphans.iter().map(|o| o.allocated_bytes).sum(),
-        log_bytes: containers.iter().filter_map(|c| c.log_bytes).sum(),
+        orphan_apparent_bytes: crate::bytes::sum(orphans.iter().map(|o| o.apparent_bytes)),
+        orphan_allocated_bytes: crate::bytes::sum(orphans.iter().map(|o| o.allocated_bytes)),
+        log_bytes: crate::bytes::sum(containers.iter().filter_map(|c| c.log_bytes)),
         findings: by_severity,
         ..Totals::default()
     };
@@ -286,6 +275,7 @@ pub(crate) fn docker_writable_layers(store: &DockerStore) -> Vec<LayerSpec> {
         .map(|id| LayerSpec {
             upperdir: store.layerdb.rw_layers.get(id).map(|rw| store.layer_dir(&rw.mount_id).join("diff")),
             xattrs: OverlayXattrs::Trusted,
+            beneath: Some(store.dir.clone()),
         })
         .collect()
 }
@@ -549,11 +539,5 @@ mod tests {
         assert_eq!(rfc3339(SystemTime::UNIX_EPOCH), "1970-01-01T00:00:00Z");
         assert_eq!(rfc3339(SystemTime::UNIX_EPOCH + Duration::from_secs(951_782_400)), "2000-02-29T00:00:00Z");
         assert_eq!(rfc3339(SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_883_582)), "2026-11-28T16:33:02Z");
-    }
-
-    #[test]
-    fn under_root_prefixes_host_paths() {
-        assert_eq!(under_root(Path::new("/host"), Path::new("/var/lib/docker")), Path::new("/host/var/lib/docker"));
-        assert_eq!(under_root(Path::new("/"), Path::new("/proc")), Path::new("/proc"));
     }
 }

@@ -55,6 +55,9 @@ pub struct LayerSpec {
     pub upperdir: Option<PathBuf>,
     /// Which xattr namespace holds the overlay's markers in this layer.
     pub xattrs: OverlayXattrs,
+    /// The store the upperdir was named by: when set, the upperdir is opened beneath its root directory
+    /// without following a symlink in any component (see [`crate::hostfs`]).
+    pub beneath: Option<std::sync::Arc<crate::hostfs::StoreDir>>,
 }
 
 /// Measures every layer in `upperdirs` (`None`: nothing to measure, an empty usage), sharing the work over
@@ -64,7 +67,8 @@ pub fn measure_layers(
     opts: WalkOptions,
     after_list: Option<AfterList<'_>>,
 ) -> Vec<Result<WritableUsage, UsageError>> {
-    let specs = upperdirs.iter().map(|p| LayerSpec { upperdir: p.clone(), xattrs: opts.xattrs }).collect();
+    let specs =
+        upperdirs.iter().map(|p| LayerSpec { upperdir: p.clone(), xattrs: opts.xattrs, beneath: None }).collect();
     let walk = Walk::new(specs, opts.top_files, after_list);
     let workers = worker_threads(opts.threads).min(upperdirs.len()).max(1);
     std::thread::scope(|s| {
@@ -189,6 +193,7 @@ struct Pool<'a> {
 /// One layer's shared state, merged into by every job that walks part of it.
 struct Layer {
     upperdir: PathBuf,
+    beneath: Option<std::sync::Arc<crate::hostfs::StoreDir>>,
     xattrs: OverlayXattrs,
     root: Mutex<Option<RootId>>,
     acc: Mutex<Acc>,
@@ -223,6 +228,7 @@ impl Layer {
         Layer {
             upperdir: spec.upperdir.unwrap_or_default(),
             xattrs: spec.xattrs,
+            beneath: spec.beneath,
             root: Mutex::new(None),
             acc: Mutex::new(Acc::default()),
             seen: Mutex::new(HashSet::new()),
@@ -385,7 +391,7 @@ impl Walker<'_, '_> {
             }
             None => match self.open_root() {
                 Ok((fd, st, root)) => {
-                    self.local.allocated_bytes += blocks_bytes(&st);
+                    self.local.allocated_bytes = crate::bytes::add(self.local.allocated_bytes, blocks_bytes(&st));
                     self.enter(fd, st.stx_dev(), st.stx_ino, buf, root);
                     root
                 }
@@ -419,7 +425,10 @@ impl Walker<'_, '_> {
     fn open_root(&self) -> io::Result<(OwnedFd, Statx, RootId)> {
         let c = CString::new(self.layer.upperdir.as_os_str().as_bytes())
             .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains a NUL byte"))?;
-        let fd = open_dir(libc::AT_FDCWD, &c)?;
+        let fd = match &self.layer.beneath {
+            Some(store) => store.open_layer_dir(&self.layer.upperdir)?,
+            None => open_dir(libc::AT_FDCWD, &c)?,
+        };
         let st = statx(fd.as_raw_fd(), c"", libc::AT_EMPTY_PATH)?;
         let root = RootId { dev: st.stx_dev(), mnt_id: st.stx_mnt_id };
         if let Ok(mut r) = self.layer.root.lock() {
@@ -601,7 +610,7 @@ impl Walker<'_, '_> {
         match kind {
             libc::S_IFDIR => {
                 u.dirs += 1;
-                u.allocated_bytes += blocks;
+                u.allocated_bytes = crate::bytes::add(u.allocated_bytes, blocks);
                 let top = self.stack.last_mut().expect("count runs inside a listed directory");
                 top.starts.push(top.names.len() as u32);
                 top.names.extend_from_slice(name.to_bytes_with_nul());
@@ -629,8 +638,8 @@ impl Walker<'_, '_> {
                 return;
             }
         }
-        self.local.apparent_bytes += size;
-        self.local.allocated_bytes += blocks;
+        self.local.apparent_bytes = crate::bytes::add(self.local.apparent_bytes, size);
+        self.local.allocated_bytes = crate::bytes::add(self.local.allocated_bytes, blocks);
         if kind == libc::S_IFREG && size > 0 {
             self.offer_top(name.to_bytes(), size, blocks);
         }
@@ -710,8 +719,8 @@ impl Walker<'_, '_> {
         let Ok(mut acc) = self.layer.acc.lock() else { return };
         let u = &mut acc.usage;
         let l = self.local;
-        u.apparent_bytes += l.apparent_bytes;
-        u.allocated_bytes += l.allocated_bytes;
+        u.apparent_bytes = crate::bytes::add(u.apparent_bytes, l.apparent_bytes);
+        u.allocated_bytes = crate::bytes::add(u.allocated_bytes, l.allocated_bytes);
         u.files += l.files;
         u.dirs += l.dirs;
         u.symlinks += l.symlinks;
@@ -964,7 +973,7 @@ mod tests {
         for i in 0..files {
             std::fs::write(dir.join("sub").join(format!("f{i}")), vec![b'x'; bytes]).expect("write");
         }
-        LayerSpec { upperdir: Some(dir.to_path_buf()), xattrs: OverlayXattrs::Trusted }
+        LayerSpec { upperdir: Some(dir.to_path_buf()), xattrs: OverlayXattrs::Trusted, beneath: None }
     }
 
     #[test]
@@ -972,9 +981,9 @@ mod tests {
         let tmp = tempfile::tempdir().expect("tempdir");
         let specs = vec![
             layer(&tmp.path().join("a"), 300, 3),
-            LayerSpec { upperdir: None, xattrs: OverlayXattrs::Trusted },
+            LayerSpec { upperdir: None, xattrs: OverlayXattrs::Trusted, beneath: None },
             layer(&tmp.path().join("b"), 5, 1000),
-            LayerSpec { upperdir: Some(tmp.path().join("missing")), xattrs: OverlayXattrs::Trusted },
+            LayerSpec { upperdir: Some(tmp.path().join("missing")), xattrs: OverlayXattrs::Trusted, beneath: None },
             layer(&tmp.path().join("c"), 40, 7),
         ];
         let walk = Walk::new(specs, 1, None);
@@ -1005,7 +1014,8 @@ mod tests {
         for name in ["e", "d", "c", "b", "a"] {
             std::fs::write(tmp.path().join(name), b"same").expect("write");
         }
-        let spec = LayerSpec { upperdir: Some(tmp.path().to_path_buf()), xattrs: OverlayXattrs::Trusted };
+        let spec =
+            LayerSpec { upperdir: Some(tmp.path().to_path_buf()), xattrs: OverlayXattrs::Trusted, beneath: None };
         let walk = Walk::new(vec![spec], 2, None);
         walk.work();
         let top = walk.take(0).expect("walk").top_files;

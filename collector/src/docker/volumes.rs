@@ -30,7 +30,7 @@ pub fn volume_reports(store: &DockerStore, findings: &mut Findings) -> Vec<Volum
     }
     let dir = store.root.path.join("volumes");
     let mut out = Vec::new();
-    for (name, path) in list_dir(&dir, findings) {
+    for (name, path) in list_dir(&store.dir, &dir, findings) {
         let data = path.join("_data");
         if !data.is_dir() {
             continue; // metadata.db, or a volume of another driver
