@@ -476,6 +476,11 @@ fn an_event_over_a_datagrams_limit_is_cut_to_fit_not_retried_forever() {
                 let v: Value = serde_json::from_str(json).expect("each datagram carries one whole event");
                 if v["event"]["dataset"] == "ovlaudit.container" {
                     containers.push(v);
+                    if containers.len() == 1 {
+                        // The service ships a container again only when it changes: change it, so that
+                        // the next scan sends another oversized event after the first one.
+                        write(&upper.join("grown"), "more");
+                    }
                 }
             }
         }

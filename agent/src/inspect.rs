@@ -303,10 +303,10 @@ fn finish(out: &mut Inspection) {
     let (mut writable_identical, mut writable_shadowed, mut image_wasted) = (0, 0, 0);
     for l in &out.layers {
         let Some(a) = &l.analysis else { continue };
-        t.bytes += a.bytes;
-        t.copy_up_identical_bytes += a.copy_ups.identical_bytes;
-        t.copy_up_unverified_bytes += a.copy_ups.unverified_bytes;
-        t.wasted_bytes += a.wasted_bytes();
+        t.bytes = collector::bytes::add(t.bytes, a.bytes);
+        t.copy_up_identical_bytes = collector::bytes::add(t.copy_up_identical_bytes, a.copy_ups.identical_bytes);
+        t.copy_up_unverified_bytes = collector::bytes::add(t.copy_up_unverified_bytes, a.copy_ups.unverified_bytes);
+        t.wasted_bytes = collector::bytes::add(t.wasted_bytes, a.wasted_bytes());
         match l.role {
             "writable" => {
                 writable_identical += a.copy_ups.identical_bytes;

@@ -369,7 +369,7 @@ impl Analyzer<'_> {
                     let size = st.st_size as u64;
                     self.out.files += 1;
                     if first {
-                        self.out.bytes += size;
+                        self.out.bytes = crate::bytes::add(self.out.bytes, size);
                         keep_largest(
                             &mut self.out.largest,
                             TopFile::new(&child, size, st.st_blocks as u64 * 512),
@@ -391,7 +391,7 @@ impl Analyzer<'_> {
                 }
                 Kind::Symlink => {
                     self.out.files += 1;
-                    self.out.bytes += st.st_size as u64;
+                    self.out.bytes = crate::bytes::add(self.out.bytes, st.st_size as u64);
                     match below {
                         Some((li, ls)) if kind(&ls) == Kind::Symlink => {
                             self.out.copy_ups.symlinks += 1;
@@ -430,14 +430,14 @@ impl Analyzer<'_> {
         let lower_size = lower_st.st_size as u64;
         let c = &mut self.out.copy_ups;
         c.files += 1;
-        c.bytes += size;
-        c.lower_bytes += lower_size;
+        c.bytes = crate::bytes::add(c.bytes, size);
+        c.lower_bytes = crate::bytes::add(c.lower_bytes, lower_size);
         let content = if xattr_at(dir.as_raw_fd(), name, self.xattrs.metacopy()) {
             c.metacopy_files += 1;
             "metacopy"
         } else if size != lower_size {
             c.changed_files += 1;
-            c.changed_bytes += size;
+            c.changed_bytes = crate::bytes::add(c.changed_bytes, size);
             "changed"
         } else {
             let lower_fd = lower_dirs.iter().find(|(i, _)| *i == lower).map(|(_, fd)| fd.as_raw_fd());
@@ -445,7 +445,7 @@ impl Analyzer<'_> {
                 Some(l) if self.budget.take(size) => {
                     let (v, read) = same_content(dir.as_raw_fd(), l, name);
                     self.budget.give_back(size - read.min(size));
-                    self.out.copy_ups.compared_bytes += read;
+                    self.out.copy_ups.compared_bytes = crate::bytes::add(self.out.copy_ups.compared_bytes, read);
                     v
                 }
                 _ => None,
@@ -454,17 +454,17 @@ impl Analyzer<'_> {
             match verdict {
                 Some(true) => {
                     c.identical_files += 1;
-                    c.identical_bytes += size;
+                    c.identical_bytes = crate::bytes::add(c.identical_bytes, size);
                     "identical"
                 }
                 Some(false) => {
                     c.changed_files += 1;
-                    c.changed_bytes += size;
+                    c.changed_bytes = crate::bytes::add(c.changed_bytes, size);
                     "changed"
                 }
                 None => {
                     c.unverified_files += 1;
-                    c.unverified_bytes += size;
+                    c.unverified_bytes = crate::bytes::add(c.unverified_bytes, size);
                     "unverified"
                 }
             }
@@ -518,7 +518,7 @@ impl Analyzer<'_> {
     fn shadow_file(&mut self, path: &[u8], st: &libc::stat) {
         let size = st.st_size as u64;
         self.out.shadowed.files += 1;
-        self.out.shadowed.bytes += size;
+        self.out.shadowed.bytes = crate::bytes::add(self.out.shadowed.bytes, size);
         if kind(st) == Kind::File {
             keep_largest(&mut self.out.shadowed.largest, TopFile::new(path, size, st.st_blocks as u64 * 512), |t| {
                 t.apparent_bytes

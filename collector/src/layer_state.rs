@@ -292,8 +292,8 @@ impl LayerState {
             error_samples: Vec::new(),
         };
         for l in self.linked.values() {
-            u.apparent_bytes = u.apparent_bytes.saturating_add(l.apparent);
-            u.allocated_bytes = u.allocated_bytes.saturating_add(l.allocated);
+            u.apparent_bytes = crate::bytes::add(u.apparent_bytes, l.apparent);
+            u.allocated_bytes = crate::bytes::add(u.allocated_bytes, l.allocated);
         }
         if t.errors > 0 {
             let mut with: Vec<&Dir> = self.dirs.values().filter(|d| !d.samples.is_empty()).collect();
