@@ -3,6 +3,8 @@
 #![allow(dead_code, unused_imports)]
 use libfuzzer_sys::fuzz_target;
 
+#[path = "../../../agent/src/changes.rs"]
+mod changes;
 #[path = "../../../agent/src/config.rs"]
 mod config;
 #[path = "../../../agent/src/events.rs"]
