@@ -111,8 +111,9 @@ fn flags_override_the_file() {
         file.to_str().expect("utf-8"),
         "--interval",
         "30s",
+        // An explicit --root must exist.
         "--root",
-        "/host",
+        dir.path().to_str().expect("utf-8"),
         "--sink",
         "stdout",
         "--sink",
@@ -121,7 +122,7 @@ fn flags_override_the_file() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     let printed = Printed::parse(&out.stdout);
     assert_eq!(printed.get("interval"), "30s");
-    assert_eq!(printed.get("root"), "/host");
+    assert_eq!(printed.get("root"), dir.path().to_str().expect("utf-8"));
     assert_eq!(printed.get("threads"), "2", "not overridden, so the file's");
     assert_eq!(printed.get("docker_root"), "/srv/docker");
     assert_eq!(printed.sink_uris(), ["stdout:", "stdout:"]);

@@ -7,6 +7,8 @@ mod config;
 mod daemon;
 mod debounce;
 mod events;
+#[cfg(test)]
+mod generated;
 mod logging;
 mod render;
 mod sections;
@@ -24,8 +26,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Report(args) => report(&args),
-        Command::Run(args) => daemon::run(args.source(), args.overrides()),
-        Command::CheckConfig(args) => check_config(&args),
+        Command::Run(args) => check_run_paths(&args).and_then(|()| daemon::run(args.source(), args.overrides())),
+        Command::CheckConfig(args) => check_run_paths(&args).and_then(|()| check_config(&args)),
         Command::CheckSinks(args) => match check_sinks(&args) {
             Ok(true) => Ok(()),
             Ok(false) => return ExitCode::from(1),
@@ -42,12 +44,20 @@ fn main() -> ExitCode {
     }
 }
 
+/// An explicit `--proc` of `run` and `check-config` must hold the mount table (`--root` is checked as parsed).
+fn check_run_paths(args: &cli::RunArgs) -> anyhow::Result<()> {
+    match &args.proc_dir {
+        Some(proc_dir) => cli::check_proc(args.root.as_deref().unwrap_or("/".as_ref()), proc_dir),
+        None => Ok(()),
+    }
+}
+
 fn is_broken_pipe(e: &anyhow::Error) -> bool {
     e.chain().any(|c| c.downcast_ref::<io::Error>().is_some_and(|io| io.kind() == io::ErrorKind::BrokenPipe))
 }
 
 /// Sends one test event to every configured sink; true when all took it.
-fn check_sinks(args: &cli::RunArgs) -> anyhow::Result<bool> {
+fn check_sinks(args: &cli::SinkArgs) -> anyhow::Result<bool> {
     let config = config::load(&args.source(), &args.overrides())?;
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let results = rt.block_on(sinks::check::check_all(&config.sinks, &config.root));
@@ -81,6 +91,9 @@ fn report(args: &ReportArgs) -> anyhow::Result<()> {
         anyhow::bail!("--section selects a part of the table; the JSON and NDJSON output always carry every section");
     }
     let mut opts = args.host.scan_options(args.threads, args.top);
+    if args.host.proc_dir.is_some() {
+        cli::check_proc(&opts.root, &opts.proc_dir)?;
+    }
     opts.orphan_min_age = std::time::Duration::from_secs(args.orphan_min_age);
     let report = collector::scan(&opts)?;
     if !report.sources.docker_found && report.sources.engines.is_empty() {
