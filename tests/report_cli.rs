@@ -398,3 +398,25 @@ fn help_lists_only_what_each_subcommand_uses() {
         assert!(help(sub).contains("Examples:\n  ovlaudit "), "{sub} --help has examples");
     }
 }
+
+/// The suite's `ovlaudit` (common::ovlaudit) reads only what a test names or makes: the host's own Docker,
+/// Podman and containerd stores, which `report` reads by default, are out of its sight.
+#[test]
+fn the_suite_never_reads_the_hosts_own_engines() {
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("SKIP: hiding the host's stores needs root (a private mount namespace)");
+        return;
+    }
+    let tmp = tempfile::tempdir().expect("tempdir");
+    docker_fixture(tmp.path());
+    let root = tmp.path().join("var/lib/docker");
+    let out = ovlaudit(&["report", "--format", "json", "--docker-root", root.to_str().expect("utf-8")]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let r: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let engines = r["sources"]["engines"].as_array().expect("sources.engines");
+    for e in engines {
+        let at = e["root"].as_str().unwrap_or_default();
+        assert!(Path::new(at).starts_with(tmp.path()), "an engine the test did not make: {e}");
+    }
+    assert!(r["containers"].as_array().expect("containers").iter().all(|c| c["runtime"] == "docker"), "{r}");
+}
