@@ -60,7 +60,8 @@ impl Agent {
     /// Starts `PROGRAM ARGS` (a wrapper such as `setpriv … ovlaudit run …`) and collects its output like
     /// [`Agent::start`].
     pub fn start_program(program: &str, args: &[&str], env: &[(&str, &str)]) -> Agent {
-        let mut cmd = Command::new(program);
+        // The binary itself runs blind to the host's own engines (see common::hermetic_ovlaudit).
+        let mut cmd = if program == OVLAUDIT { crate::common::hermetic_ovlaudit() } else { Command::new(program) };
         if program == OVLAUDIT {
             cmd.arg("run");
         }

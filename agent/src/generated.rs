@@ -1,4 +1,4 @@
-//! The man pages and shell completions under `packaging/`, generated from the clap definitions that make
+//! The man pages (`packaging/man/man1`, `man5`: a MANPATH entry) and shell completions under `packaging/`, generated from the clap definitions that make
 //! `--help`, and `ovlaudit.toml(5)`, generated from the example configuration `systemd/ovlaudit.toml`. The
 //! test fails when a checked-in file differs from what the definitions generate now, so they cannot drift;
 //! `OVLAUDIT_REGENERATE=1 cargo test -p ovlaudit --bin ovlaudit generated` writes them.
@@ -24,17 +24,17 @@ fn generate() -> Vec<(PathBuf, Vec<u8>)> {
 
     let mut see_also: Vec<(String, &str)> = subcommands.iter().map(|s| (format!("ovlaudit-{s}"), "1")).collect();
     see_also.push(("ovlaudit.toml".into(), "5"));
-    files.push((PathBuf::from("packaging/man/ovlaudit.1"), man_page(&cmd, &see_also)));
+    files.push((PathBuf::from("packaging/man/man1/ovlaudit.1"), man_page(&cmd, &see_also)));
     for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
         let mut see_also = vec![("ovlaudit".to_owned(), "1")];
         if matches!(sub.get_name(), "run" | "check-config" | "check-sinks") {
             see_also.push(("ovlaudit.toml".into(), "5"));
         }
         let name = sub.get_display_name().unwrap_or(sub.get_name()).to_owned();
-        files.push((PathBuf::from(format!("packaging/man/{name}.1")), man_page(sub, &see_also)));
+        files.push((PathBuf::from(format!("packaging/man/man1/{name}.1")), man_page(sub, &see_also)));
     }
     let example = std::fs::read_to_string(format!("{REPO}/systemd/ovlaudit.toml")).expect("read systemd/ovlaudit.toml");
-    files.push((PathBuf::from("packaging/man/ovlaudit.toml.5"), config_man_page(&example)));
+    files.push((PathBuf::from("packaging/man/man5/ovlaudit.toml.5"), config_man_page(&example)));
 
     for (shell, file) in [(Shell::Bash, "ovlaudit"), (Shell::Zsh, "_ovlaudit"), (Shell::Fish, "ovlaudit.fish")] {
         let mut out = Vec::new();
@@ -202,7 +202,7 @@ fn generated_man_pages_and_completions_match_the_cli() {
          `{REGENERATE_ENV}=1 cargo test -p ovlaudit --bin ovlaudit generated` and commit the result"
     );
     // Nothing else lies in the generated directories: a page of a removed subcommand would linger.
-    for dir in ["packaging/man", "packaging/completions"] {
+    for dir in ["packaging/man/man1", "packaging/man/man5", "packaging/completions"] {
         for entry in std::fs::read_dir(Path::new(REPO).join(dir)).expect("read the directory") {
             let path = Path::new(dir).join(entry.expect("entry").file_name());
             assert!(files.iter().any(|(p, _)| *p == path), "{} is not generated; remove it", path.display());
@@ -211,7 +211,7 @@ fn generated_man_pages_and_completions_match_the_cli() {
     // Each subcommand has its page, each page says what it is for.
     let top = Cli::command();
     for sub in top.get_subcommands() {
-        let page = Path::new(REPO).join(format!("packaging/man/ovlaudit-{}.1", sub.get_name()));
+        let page = Path::new(REPO).join(format!("packaging/man/man1/ovlaudit-{}.1", sub.get_name()));
         let text = std::fs::read_to_string(&page).unwrap_or_else(|e| panic!("{}: {e}", page.display()));
         let about = sub.get_about().expect("every subcommand has an about").to_string();
         let first_words: String = about.split_whitespace().take(3).collect::<Vec<_>>().join(" ");
