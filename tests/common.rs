@@ -30,17 +30,23 @@ fn host_stores() -> Vec<String> {
 /// names or makes (under /tmp) is read, whatever the host runs. The host's mount table
 /// (`/proc/1/mountinfo`) stays the host's. Without root or `unshare`: the plain binary.
 pub fn hermetic_ovlaudit() -> Command {
+    hermetic(OVLAUDIT)
+}
+
+/// `program` (`ovlaudit`, or a wrapper that runs it, such as `setpriv`) in the namespace of
+/// [`hermetic_ovlaudit`].
+pub fn hermetic(program: &str) -> Command {
     // SAFETY: geteuid has no preconditions and cannot fail.
     let root = unsafe { libc::geteuid() } == 0;
     if !root || !Path::new("/usr/bin/unshare").exists() {
-        return Command::new(OVLAUDIT);
+        return Command::new(program);
     }
     let script = "for d in \"$@\"; do [ \"$d\" = -- ] && break; \
                   if [ -d \"$d\" ]; then mount -t tmpfs -o ro,size=4k ovlaudit-test-hidden \"$d\" || exit 125; fi; \
                   shift; done; shift; exec \"$@\"";
     let mut c = Command::new("/usr/bin/unshare");
     c.args(["--mount", "--propagation", "private", "--", "/bin/sh", "-c", script, "sh"]);
-    c.args(host_stores()).arg("--").arg(OVLAUDIT);
+    c.args(host_stores()).arg("--").arg(program);
     c
 }
 

@@ -7,7 +7,7 @@
 //!
 //!     cargo test -p ovlaudit --test tests lab -- --ignored --nocapture
 
-use crate::common::{report_json, OVLAUDIT};
+use crate::common::report_json;
 use crate::harness::{Engine, BUSYBOX};
 
 #[test]
@@ -94,7 +94,7 @@ fn lab() {
         let ours = crate::common::container(&report, c["Id"].as_str().expect("Id"));
         assert_eq!(ours["writable"]["apparent_bytes"].as_u64(), Some(c["SizeRw"].as_u64().unwrap_or(0)));
     }
-    let out = std::process::Command::new(OVLAUDIT)
+    let out = crate::common::hermetic_ovlaudit()
         .args(["report", "--orphan-min-age", "0", "--docker-root", engine.data_root().to_str().expect("utf-8")])
         .output()
         .expect("run ovlaudit");

@@ -181,7 +181,7 @@ fn works_as_nobody_with_only_cap_dac_read_search() {
     let bin = bin.to_str().expect("utf-8").to_owned();
     let root = data_root(&engine);
     let as_nobody = |caps: bool, args: &[&str]| {
-        let mut c = Command::new("setpriv");
+        let mut c = crate::common::hermetic("setpriv");
         c.args(["--reuid=65534", "--regid=65534", "--clear-groups"]);
         if caps {
             c.args(["--inh-caps=-all,+dac_read_search", "--ambient-caps=-all,+dac_read_search"]);
@@ -224,7 +224,8 @@ fn works_as_nobody_with_only_cap_dac_read_search() {
     let cmd = as_nobody(true, &["run", "--config", &config, "--docker-root", &root, "--interval", "1h"]);
     let args: Vec<String> = cmd.get_args().map(|a| a.to_string_lossy().into_owned()).collect();
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let agent = Agent::start_program("setpriv", &args, &[]);
+    let program = cmd.get_program().to_str().expect("utf-8").to_owned();
+    let agent = Agent::start_program(&program, &args, &[]);
     agent.wait_until(Duration::from_secs(20), "the first scan", |s| !s.is_empty());
     let id2 = engine.docker(&["run", "-d", "--name", "p2", "bb:1", "sleep", "300"]);
     agent.wait_until(Duration::from_secs(5), "p2 seen by the unprivileged agent", |s| {
