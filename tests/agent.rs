@@ -22,13 +22,29 @@ pub struct Scan {
 }
 
 impl Scan {
-    /// The ids of the containers this scan has an `ovlaudit.container` event for.
+    /// The ids of the containers this scan has an `ovlaudit.container` event for that is not a deletion
+    /// (appeared, changed, or re-stated by a snapshot).
     pub fn container_ids(&self) -> Vec<String> {
+        self.container_events(|t| t != "deletion")
+    }
+
+    /// The ids of the containers this scan says went away.
+    pub fn deleted_ids(&self) -> Vec<String> {
+        self.container_events(|t| t == "deletion")
+    }
+
+    fn container_events(&self, want: impl Fn(&str) -> bool) -> Vec<String> {
         self.events
             .iter()
             .filter(|e| e["event"]["dataset"] == "ovlaudit.container")
+            .filter(|e| want(e["event"]["type"][0].as_str().unwrap_or("")))
             .filter_map(|e| e["container"]["id"].as_str().map(str::to_owned))
             .collect()
+    }
+
+    /// The events about things (everything but the summary).
+    pub fn thing_events(&self) -> Vec<&Value> {
+        self.events.iter().filter(|e| e["event"]["dataset"] != "ovlaudit.scan").collect()
     }
 
     /// The `ovlaudit.scan` summary.
@@ -43,6 +59,75 @@ struct Output {
     scans: Vec<Scan>,
     all: Vec<Value>,
     log: String,
+}
+
+/// The state a consumer rebuilds from a stream of events, following the rule the JSON Schema states:
+/// upsert each thing's event by (agent.id, dataset, ovlaudit.key), remove on `deletion`, and at a
+/// snapshot's summary drop every thing of that agent not named since the snapshot's `first_sequence`.
+#[derive(Debug, Default)]
+pub struct Replayed {
+    /// (agent.id, dataset, key) → (ephemeral_id, sequence, the last event).
+    things: std::collections::BTreeMap<(String, String, String), (String, u64, Value)>,
+}
+
+impl Replayed {
+    /// Replays `events` in order.
+    pub fn of(events: &[Value]) -> Replayed {
+        let mut r = Replayed::default();
+        for e in events {
+            r.apply(e);
+        }
+        r
+    }
+
+    fn apply(&mut self, e: &Value) {
+        let text = |v: &Value| v.as_str().unwrap_or_else(|| panic!("not a string in {e}")).to_owned();
+        let agent = text(&e["agent"]["id"]);
+        let ephemeral = text(&e["agent"]["ephemeral_id"]);
+        let seq = e["event"]["sequence"].as_u64().expect("event.sequence");
+        let dataset = text(&e["event"]["dataset"]);
+        match dataset.as_str() {
+            "ovlaudit.check" => {}
+            "ovlaudit.scan" => {
+                let scan = &e["ovlaudit"]["scan"];
+                if scan["snapshot"] == true {
+                    let first = scan["first_sequence"].as_u64().expect("a snapshot names its first_sequence");
+                    self.things.retain(|(a, _, _), (eph, s, _)| *a != agent || (*eph == ephemeral && *s >= first));
+                }
+            }
+            _ => {
+                let key = (agent, dataset, text(&e["ovlaudit"]["key"]));
+                match e["event"]["type"][0].as_str() {
+                    Some("deletion") => {
+                        self.things.remove(&key);
+                    }
+                    Some("creation" | "change" | "info") => {
+                        self.things.insert(key, (ephemeral, seq, e.clone()));
+                    }
+                    other => panic!("event.type {other:?} in {e}"),
+                }
+            }
+        }
+    }
+
+    /// The last event of each thing of `dataset`, by key.
+    pub fn events(&self, dataset: &str) -> Vec<&Value> {
+        self.things.iter().filter(|((_, d, _), _)| d == dataset).map(|(_, (_, _, e))| e).collect()
+    }
+
+    /// The `ovlaudit.<object>` objects of `dataset` (`ovlaudit.container` → the container objects).
+    pub fn objects(&self, dataset: &str) -> Vec<Value> {
+        let object = dataset.trim_start_matches("ovlaudit.");
+        self.events(dataset).into_iter().map(|e| e["ovlaudit"][object].clone()).collect()
+    }
+
+    /// The current containers' ids.
+    pub fn container_ids(&self) -> std::collections::BTreeSet<String> {
+        self.events("ovlaudit.container")
+            .iter()
+            .filter_map(|e| e["container"]["id"].as_str().map(str::to_owned))
+            .collect()
+    }
 }
 
 /// A running `ovlaudit run`, killed on drop if still running.
@@ -60,6 +145,17 @@ impl Agent {
     /// Starts `PROGRAM ARGS` (a wrapper such as `setpriv … ovlaudit run …`) and collects its output like
     /// [`Agent::start`].
     pub fn start_program(program: &str, args: &[&str], env: &[(&str, &str)]) -> Agent {
+        Agent::start_prepared(program, args, env, |_| {})
+    }
+
+    /// Like [`Agent::start_program`], with `prepare` applied to the command before it is spawned (a
+    /// `pre_exec` hook, say).
+    pub fn start_prepared(
+        program: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+        prepare: impl FnOnce(&mut Command),
+    ) -> Agent {
         // The binary itself runs blind to the host's own engines (see common::hermetic_ovlaudit).
         let mut cmd = if program == OVLAUDIT { crate::common::hermetic_ovlaudit() } else { Command::new(program) };
         if program == OVLAUDIT {
@@ -69,6 +165,7 @@ impl Agent {
         for (k, v) in env {
             cmd.env(k, v);
         }
+        prepare(&mut cmd);
         let mut child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -118,6 +215,11 @@ impl Agent {
     /// Every event so far, in order.
     pub fn events(&self) -> Vec<Value> {
         self.out.lock().expect("lock").all.clone()
+    }
+
+    /// The state rebuilt from every event so far.
+    pub fn state(&self) -> Replayed {
+        Replayed::of(&self.events())
     }
 
     /// The agent's log (standard error) so far.

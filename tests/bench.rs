@@ -10,7 +10,14 @@
 //! (small files per container, default 10000), `OVLAUDIT_BENCH_MILLION` (files in the big-layer scenario,
 //! default 1000000; 0 skips it), `OVLAUDIT_BENCH_HOLD` (a file: keep the engine and workload after the
 //! table, the data root written there, until the file is removed).
+//!
+//! `bench_busy_host` (issue 12) measures `ovlaudit run` itself: its CPU over a window of container churn
+//! and writes against one full report of the same host, its rescan of an unchanged host, its reaction to a
+//! new container and its peak memory; `OVLAUDIT_BENCH_BUSY_FILES` (default 1000000),
+//! `OVLAUDIT_BENCH_WINDOW` (seconds, default 60), `OVLAUDIT_BENCH_COLD=1` adds the cold-cache line (it
+//! drops the machine's page cache before each run: root only, and it slows everything else on the host).
 
+use crate::agent::Agent;
 use crate::common::{container, OVLAUDIT};
 use crate::harness::Engine;
 use std::os::unix::process::ExitStatusExt;
@@ -25,6 +32,8 @@ fn env_num(name: &str, default: usize) -> usize {
 /// One timed run of a command: wall time and the child's own peak RSS (from `wait4`, not the harness's).
 struct Run {
     wall: Duration,
+    /// User plus system CPU time of the child.
+    cpu: Duration,
     max_rss_kib: u64,
     stdout: Vec<u8>,
 }
@@ -57,7 +66,9 @@ fn timed(cmd: &mut Command) -> Run {
     out.rewind().expect("rewind stdout");
     let mut stdout = Vec::new();
     out.read_to_end(&mut stdout).expect("read stdout");
-    Run { wall, max_rss_kib: usage.ru_maxrss as u64, stdout }
+    let tv = |t: libc::timeval| Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64);
+    let cpu = tv(usage.ru_utime) + tv(usage.ru_stime);
+    Run { wall, cpu, max_rss_kib: usage.ru_maxrss as u64, stdout }
 }
 
 /// The kernel's floor for this workload: `getdents64` and one `statx` per entry, nothing else (no
@@ -315,5 +326,136 @@ fn bench_writable_layers() {
         while hold.exists() {
             std::thread::sleep(Duration::from_millis(500));
         }
+    }
+}
+
+/// Peak resident memory of a running process (`VmHWM`), in KiB.
+fn peak_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+fn drop_caches() {
+    std::process::Command::new("sync").status().expect("sync");
+    std::fs::write("/proc/sys/vm/drop_caches", "3").expect("drop caches (needs root)");
+}
+
+#[test]
+#[ignore = "a benchmark taking minutes; run tests/bench/run"]
+fn bench_busy_host() {
+    let n = env_num("OVLAUDIT_BENCH_BUSY_FILES", 1_000_000);
+    let window = Duration::from_secs(env_num("OVLAUDIT_BENCH_WINDOW", 60) as u64);
+    let diskus = std::env::var_os("OVLAUDIT_DISKUS").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("diskus"));
+    let engine = Engine::start().expect("start a private dockerd").expect("the benchmark needs dockerd and root");
+    engine.import_busybox("bb:1");
+    engine.docker(&["create", "--name", "big", "bb:1", "true"]);
+    let upper = engine.docker(&["inspect", "-f", "{{.GraphDriver.Data.UpperDir}}", "big"]);
+    eprintln!("bench: writing {n} files into {upper}");
+    write_many_files(Path::new(&upper), n);
+    let root = engine.data_root().to_str().expect("utf-8").to_owned();
+
+    // One full report of the host (warm), the unit of cost.
+    timed(&mut ovlaudit_cmd(engine.data_root()));
+    let full = (0..3).map(|_| timed(&mut ovlaudit_cmd(engine.data_root())).cpu).min().expect("runs");
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("agent.toml");
+    std::fs::write(&config, "").expect("config");
+    // The shipped defaults: a scan a minute, and soon after a container starts or goes.
+    let agent = Agent::start(&["--config", config.to_str().expect("utf-8"), "--docker-root", &root], &[]);
+    agent.wait_until(Duration::from_secs(600), "the first scan", |s| !s.is_empty());
+    let first_scan_cpu = agent.cpu_time();
+
+    // The busy window: a writer rewriting its files, and a container started and one removed every 3 s.
+    let writer = engine.docker(&[
+        "run",
+        "-d",
+        "bb:1",
+        "sh",
+        "-c",
+        "mkdir -p /w && while true; do i=0; while [ $i -lt 300 ]; do echo $i$i > /w/f$i; i=$((i+1)); done; sleep 1; done",
+    ]);
+    let mut churn: std::collections::VecDeque<String> = std::collections::VecDeque::new();
+    for _ in 0..3 {
+        churn.push_back(engine.docker(&["run", "-d", "bb:1", "sleep", "3600"]));
+    }
+    std::thread::sleep(Duration::from_secs(5));
+    let cpu0 = agent.cpu_time();
+    let started = Instant::now();
+    let mut reactions = Vec::new();
+    while started.elapsed() < window {
+        let t = Instant::now();
+        let id = engine.docker(&["run", "-d", "bb:1", "sleep", "3600"]);
+        let issued = Instant::now();
+        if let Some(old) = churn.pop_front() {
+            engine.docker(&["rm", "-f", &old]);
+        }
+        churn.push_back(id.clone());
+        let seen = agent.wait_until(Duration::from_secs(30), "the new container", |s| {
+            s.iter().rev().any(|x| x.container_ids().contains(&id))
+        });
+        let at = seen.iter().find(|x| x.container_ids().contains(&id)).expect("seen").at;
+        reactions.push(at.saturating_duration_since(issued));
+        std::thread::sleep(Duration::from_secs(3).saturating_sub(t.elapsed()));
+    }
+    let busy_cpu = agent.cpu_time() - cpu0;
+    let busy_scans = agent.scans().len();
+    engine.docker(&["rm", "-f", &writer]);
+    for id in churn {
+        engine.docker(&["rm", "-f", &id]);
+    }
+    let incremental = agent.scans().last().map(|s| s.summary()["incremental"].clone()).unwrap_or_default();
+    let agent_rss = peak_rss_kib(agent.pid());
+    drop(agent);
+
+    // An unchanged host, scanned every second by a second agent.
+    let idle =
+        Agent::start(&["--config", config.to_str().expect("utf-8"), "--docker-root", &root, "--interval", "1s"], &[]);
+    idle.wait_until(Duration::from_secs(600), "the first scan", |s| s.len() >= 2);
+    let (c0, s0) = (idle.cpu_time(), idle.scans().len());
+    idle.wait_until(Duration::from_secs(60), "ten more scans", |s| s.len() >= s0 + 10);
+    let per_rescan = (idle.cpu_time() - c0) / 10;
+    drop(idle);
+
+    let ratio = |a: Duration, b: Duration| a.as_secs_f64() / b.as_secs_f64();
+    let worst = reactions.iter().max().copied().unwrap_or_default();
+    println!();
+    println!(
+        "Busy host: one layer of {n} files; for {} s a container started and one removed every 3 s, and a",
+        window.as_secs()
+    );
+    println!("container rewriting 300 files every second; `ovlaudit run` with the shipped defaults.");
+    println!();
+    println!("  one full `ovlaudit report`, CPU           : {:>10}", ms(full));
+    println!("  agent's first scan (builds its state), CPU : {:>10}", ms(first_scan_cpu));
+    println!("  agent over the busy window, CPU           : {:>10}  ({busy_scans} scans)", ms(busy_cpu));
+    println!("  busy window / one full report           : {:.3}  (target <= 0.5)", ratio(busy_cpu, full));
+    println!("  rescan of an unchanged host, CPU          : {:>10}", ms(per_rescan));
+    println!("  rescan / one full report                : {:.3}  (target <= 0.05)", ratio(per_rescan, full));
+    println!("  new container to its event, worst         : {:>10}  (target <= 5 s)", ms(worst));
+    println!("  agent peak RSS                            : {:.1} MiB  (target < 64 MiB)", agent_rss as f64 / 1024.0);
+    println!("  last scan's incremental counters: {incremental}");
+
+    if std::env::var_os("OVLAUDIT_BENCH_COLD").is_some() {
+        let mut ovl = Vec::new();
+        let mut dsk = Vec::new();
+        for _ in 0..3 {
+            drop_caches();
+            ovl.push(timed(&mut ovlaudit_cmd(engine.data_root())).wall);
+            drop_caches();
+            dsk.push(timed(Command::new(&diskus).arg(&upper)).wall);
+        }
+        let (o, d) = (median(ovl), median(dsk));
+        println!(
+            "  cold cache (caches dropped before each run, median of 3): ovlaudit report {}, diskus {}, ratio {:.2}  (target <= 1.0)",
+            ms(o),
+            ms(d),
+            ratio(o, d)
+        );
     }
 }

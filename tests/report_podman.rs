@@ -20,7 +20,7 @@ fn report(podman: &Podman) -> Value {
         "--podman-root",
         root,
         "--orphan-min-age",
-        "600",
+        "10m",
     ]);
     assert!(!out.status.success(), "a named missing Docker root is an error");
     // Podman's own root, with the other engines' defaults: the assertions below look only at what this

@@ -300,6 +300,15 @@ pub(crate) fn by_container(scan: &[Value]) -> BTreeMap<String, &Value> {
         .collect()
 }
 
+/// The containers of a replayed stream, by container id.
+fn by_container_state(state: &crate::agent::Replayed) -> BTreeMap<String, &Value> {
+    state
+        .events("ovlaudit.container")
+        .into_iter()
+        .map(|e| (e["container"]["id"].as_str().expect("container.id").to_owned(), e))
+        .collect()
+}
+
 /// Scan number `first` (counting from 0 in the journal), which starts after the engine snapshot `before`,
 /// lists every container with its SizeRw to the byte when a second snapshot after it agrees with the first.
 /// While the systemd container's own layer changes under the comparison, a later scan is taken.
@@ -308,8 +317,10 @@ fn assert_sizes_equal_engine(host: &SystemdHost, engine: &Engine, mut first: usi
         host.wait_for(Duration::from_secs(90), "a new scan", |h| h.scans().len() > first);
         let after = engine_sizes(engine);
         let scans = host.scans();
-        let scan = &scans[first];
-        let events = by_container(scan);
+        // The state the stream describes once scan `first` is in: its changes on top of what came before.
+        let upto: Vec<Value> = scans[..=first].iter().flatten().cloned().collect();
+        let state = crate::agent::Replayed::of(&upto);
+        let events = by_container_state(&state);
         assert_eq!(
             events.keys().collect::<Vec<_>>(),
             after.keys().collect::<Vec<_>>(),
@@ -511,6 +522,11 @@ fn shipped_unit_under_real_systemd_audits_the_docker_host() {
     );
     assert_eq!(mount["layers"][0]["role"], "init");
     assert_eq!(scans[0].last().expect("summary")["ovlaudit"]["scan"]["totals"]["unowned_mounts"], 0);
+    // The unit's system-call filter lets fanotify through: the writable layers are followed, not walked.
+    let incremental = &scans[0].last().expect("summary")["ovlaudit"]["scan"]["incremental"];
+    assert_eq!(incremental["enabled"], true, "incremental accounting under the unit: {incremental}");
+    assert!(incremental["dirs_watched"].as_u64().unwrap_or(0) > 0, "{incremental}");
+    assert!(incremental["unwatched_layers"].as_object().is_some_and(|m| m.is_empty()), "{incremental}");
     // The other containers' overlays are mounted in dockerd's mount namespace, which this host does not
     // see: no mount for them, and a warning for the running one.
     for cid in [&running, &exited, &created] {

@@ -43,6 +43,17 @@ pub enum Command {
         ovlaudit report --format json | jq '.containers[] | {name, bytes: .writable.apparent_bytes}'\n  \
         ovlaudit report --root /host         # inside a container, host / mounted at /host")]
     Report(ReportArgs),
+    /// Show one container's or image's overlay stack as a tree: writable layer, init layer, image layers
+    /// top first, each with its ids, size, sharers, largest files, copy-ups and the lower bytes it hides.
+    ///
+    /// TARGET is a container (id, unique id prefix, name, or the mount point of its overlay) or an image
+    /// (id, unique id prefix, or tag). Exit status: 0 when shown, 2 when TARGET matches nothing or more
+    /// than one thing, or the data root cannot be read.
+    #[command(after_help = "Examples:\n  \
+        ovlaudit inspect web                 # a container by name\n  \
+        ovlaudit inspect 3f2a                # by unique id prefix\n  \
+        ovlaudit inspect app:1 --format json # an image, for programs")]
+    Inspect(InspectArgs),
     /// Run as a service: scan on an interval and soon after containers or mounts change, and send each
     /// scan's events to the sinks (NDJSON on standard output by default).
     ///
@@ -50,7 +61,10 @@ pub enum Command {
     /// defaults) or --config FILE; the flags below override the file. Speaks systemd's notify protocol
     /// (READY=1 after the first scan, STATUS=, WATCHDOG=1) when NOTIFY_SOCKET is set. SIGHUP reloads the
     /// configuration (a bad file is logged and the running configuration kept); SIGTERM or SIGINT stop it.
-    /// Logs go to standard error; RUST_LOG overrides log_level.
+    /// Each scan ships only what changed (creation, change, deletion events), with a full snapshot at start,
+    /// after a reload and every snapshot_interval. Logs go to standard error; RUST_LOG overrides log_level.
+    /// Exit status: 0 after SIGTERM or SIGINT, or when standard output is closed by its reader; 2 on a bad
+    /// configuration, a configured root that cannot be read, or a first scan that fails.
     #[command(after_help = "Examples:\n  \
         ovlaudit run                                   # as the systemd unit runs it\n  \
         ovlaudit run --interval 5m --docker-root /srv/docker\n  \
@@ -133,7 +147,7 @@ pub struct RunArgs {
     /// Configuration file [default: /etc/ovlaudit/ovlaudit.toml, which may be absent].
     #[arg(long, short = 'c', value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// Time between scans when nothing changes, e.g. 30s, 5m, 1h [default: 60s].
+    /// Time between scans when nothing changes, e.g. 30s, 5m, 1h; from 1s to 7d [default: 60s].
     #[arg(long, value_name = "DURATION", value_parser = config::parse_duration)]
     pub interval: Option<Duration>,
     /// Where events go; repeat for several. Replaces the file's sinks [default: stdout:]. URIs: stdout:,
@@ -158,9 +172,9 @@ pub struct RunArgs {
     /// Prefix for every host path: the host's / mounted at DIR in a container [default: /].
     #[arg(long, value_name = "DIR", value_parser = host_dir)]
     pub root: Option<PathBuf>,
-    /// Writable layers to walk at once (0: one per CPU) [default: 0].
-    #[arg(long, value_name = "N")]
-    pub threads: Option<usize>,
+    /// Writable layers to walk at once (0: one per CPU; at most 1024) [default: 0].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(0..=config::MAX_THREADS))]
+    pub threads: Option<u64>,
     /// error, warn, info, debug, trace or off [default: info].
     #[arg(long, value_name = "LEVEL")]
     pub log_level: Option<String>,
@@ -182,10 +196,15 @@ impl RunArgs {
             containerd_roots: self.containerd_roots.clone(),
             proc_dir: self.proc_dir.clone(),
             root: self.root.clone(),
-            threads: self.threads,
+            threads: self.threads.map(|t| t as usize),
             log_level: self.log_level.clone(),
         }
     }
+}
+
+/// `--orphan-min-age`: a duration with its unit, or 0, within the file's range.
+fn parse_orphan_min_age(s: &str) -> Result<Duration, String> {
+    config::parse_duration_or_zero(s).and_then(|d| config::check_duration("orphan_min_age", d))
 }
 
 /// Options of `report`.
@@ -197,20 +216,58 @@ pub struct ReportArgs {
     /// Show sizes in the table as exact bytes instead of human units.
     #[arg(long)]
     pub bytes: bool,
-    /// Walker threads, shared across and within writable layers (0: one per CPU).
-    #[arg(long, default_value_t = 0, value_name = "N")]
-    pub threads: usize,
+    /// Walker threads, shared across and within writable layers (0: one per CPU; at most 1024).
+    #[arg(long, default_value_t = 0, value_name = "N", value_parser = clap::value_parser!(u64).range(0..=config::MAX_THREADS))]
+    pub threads: u64,
     /// Print one section of the table: summary, containers, images, orphans or findings (the JSON
     /// document always carries every section).
     #[arg(long, value_enum, value_name = "NAME")]
     pub section: Option<Section>,
-    /// Storage changed less than this many seconds ago is not called an orphan: it may belong to a pull,
-    /// build or removal in progress.
-    #[arg(long, default_value_t = 600, value_name = "SECONDS")]
-    pub orphan_min_age: u64,
-    /// List each writable layer's N largest files (path, apparent and allocated bytes).
-    #[arg(long, default_value_t = 0, value_name = "N")]
-    pub top: usize,
+    /// Storage changed more recently than this is not called an orphan: it may belong to a pull, build or
+    /// removal in progress. A duration with its unit (10m, 1h30m), or 0 to show every orphan.
+    #[arg(long, default_value = "10m", value_name = "DURATION", value_parser = parse_orphan_min_age)]
+    pub orphan_min_age: Duration,
+    /// List each writable layer's N largest files (path, apparent and allocated bytes; at most 100).
+    #[arg(long, default_value_t = 0, value_name = "N", value_parser = clap::value_parser!(u64).range(0..=config::MAX_TOP_FILES))]
+    pub top: u64,
+    /// Fit the table to no width: every column, full names, tags and paths (default: 80 columns, long
+    /// cells cut with a marker).
+    #[arg(long, short = 'w')]
+    pub wide: bool,
+    /// List hidden build steps, every overlay mount of no known container and every build cache record
+    /// (each summarised in one line by default).
+    #[arg(long)]
+    pub all: bool,
+    /// Order of the containers: writable or allocated bytes (largest first), name, created (newest first).
+    #[arg(long, value_enum, default_value_t = SortKey::Writable, value_name = "KEY")]
+    pub sort: SortKey,
+    /// Do not look for copy-ups and shadowed bytes (files of a writable layer that also exist in the
+    /// image, and image files the container deleted).
+    #[arg(long)]
+    pub no_copy_ups: bool,
+    /// Bytes of copied-up files that may be read to compare them with the image's copies, for the whole
+    /// scan; what it does not cover is reported as unverified.
+    #[arg(long, default_value_t = collector::copyup::DEFAULT_BUDGET, value_name = "BYTES")]
+    pub compare_budget: u64,
+    /// Where the host is.
+    #[command(flatten)]
+    pub host: HostArgs,
+}
+
+/// Options of `inspect`.
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// The container or image.
+    pub target: String,
+    /// Output format: table (a tree) or json.
+    #[arg(long, short = 'f', value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+    /// Show sizes as exact bytes instead of human units.
+    #[arg(long)]
+    pub bytes: bool,
+    /// Bytes of copied-up files that may be read to compare them with the lower copies.
+    #[arg(long, default_value_t = collector::copyup::DEFAULT_BUDGET, value_name = "BYTES")]
+    pub compare_budget: u64,
     /// Where the host is.
     #[command(flatten)]
     pub host: HostArgs,
@@ -254,6 +311,23 @@ pub enum Section {
     Orphans,
     /// Problems found, with their codes.
     Findings,
+    /// Local volumes with their size and the containers that mount them.
+    Volumes,
+    /// BuildKit's build cache records.
+    BuildCache,
+}
+
+/// Orders of the containers table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SortKey {
+    /// Writable bytes as Docker counts SizeRw, largest first.
+    Writable,
+    /// Allocated bytes of the writable layer, largest first.
+    Allocated,
+    /// Name.
+    Name,
+    /// Creation time, newest first.
+    Created,
 }
 
 /// Output formats.

@@ -12,6 +12,7 @@ use serde::Deserialize;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+use toml::Spanned;
 
 /// Where the service looks for its file when `--config` is not given.
 pub const DEFAULT_PATH: &str = "/etc/ovlaudit/ovlaudit.toml";
@@ -53,6 +54,53 @@ pub struct Config {
     pub orphan_min_age: Duration,
     /// Largest files listed per writable layer in each container event; 0 for none.
     pub top_files: usize,
+    /// Time between full snapshots (every thing re-stated) besides the ones at start and after a reload.
+    pub snapshot_interval: Duration,
+    /// Whether to keep writable-layer accounting between scans, brought up to date from fanotify change
+    /// notifications, instead of walking every layer on every scan.
+    pub incremental: bool,
+    /// Time between full walks that check the incremental state (and correct what no event reports).
+    pub reconcile_interval: Duration,
+}
+
+/// The sane range of each duration key: below the least, the agent would busy the CPU or its collectors;
+/// above the most, it would look dead. Shared by the file and the flags.
+pub const DURATION_LIMITS: [(&str, Duration, Duration); 7] = [
+    ("interval", Duration::from_secs(1), Duration::from_secs(7 * 86400)),
+    ("settle", Duration::from_millis(10), Duration::from_secs(60)),
+    ("max_delay", Duration::from_millis(100), Duration::from_secs(600)),
+    ("scan_timeout", Duration::from_secs(1), Duration::from_secs(86400)),
+    ("orphan_min_age", Duration::ZERO, Duration::from_secs(365 * 86400)),
+    ("snapshot_interval", Duration::from_secs(10), Duration::from_secs(30 * 86400)),
+    ("reconcile_interval", Duration::from_secs(5), Duration::from_secs(30 * 86400)),
+];
+
+/// The most walker threads (`threads`, `--threads`).
+pub const MAX_THREADS: u64 = 1024;
+/// The most largest-files per writable layer (`top_files`, `--top`): each adds a path to an event that
+/// must stay under 30 KiB.
+pub const MAX_TOP_FILES: u64 = 100;
+
+/// Checks a duration against [`DURATION_LIMITS`] for `key`.
+pub fn check_duration(key: &str, d: Duration) -> Result<Duration, String> {
+    let Some((_, min, max)) = DURATION_LIMITS.iter().find(|(k, _, _)| *k == key) else {
+        return Ok(d);
+    };
+    if d < *min {
+        Err(format!("{key} of {} is too short: at least {}", format_duration_or_zero(d), format_duration(*min)))
+    } else if d > *max {
+        Err(format!("{key} of {} is too long: at most {}", format_duration_or_zero(d), format_duration(*max)))
+    } else {
+        Ok(d)
+    }
+}
+
+fn format_duration_or_zero(d: Duration) -> String {
+    if d.is_zero() {
+        "0s".to_owned()
+    } else {
+        format_duration(d)
+    }
 }
 
 impl Default for Config {
@@ -73,6 +121,9 @@ impl Default for Config {
             scan_timeout: Duration::from_secs(600),
             orphan_min_age: Duration::from_secs(600),
             top_files: 0,
+            snapshot_interval: Duration::from_secs(86400),
+            incremental: true,
+            reconcile_interval: Duration::from_secs(6 * 3600),
         }
     }
 }
@@ -109,7 +160,8 @@ impl Config {
         };
         format!(
             "interval = {}\nroot = {}\nproc = {}\n{}\nthreads = {}\nlog_level = {}\n\
-             watch = {}\nsettle = {}\nmax_delay = {}\nscan_timeout = {}\norphan_min_age = {}\ntop_files = {}\n",
+             watch = {}\nsettle = {}\nmax_delay = {}\nscan_timeout = {}\norphan_min_age = {}\ntop_files = {}\n\
+             snapshot_interval = {}\nincremental = {}\nreconcile_interval = {}\n",
             toml_string(&format_duration(self.interval)),
             path(&self.root),
             path(&self.proc_dir),
@@ -120,8 +172,11 @@ impl Config {
             toml_string(&format_duration(self.settle)),
             toml_string(&format_duration(self.max_delay)),
             toml_string(&format_duration(self.scan_timeout)),
-            toml_string(&format_duration(self.orphan_min_age)),
+            toml_string(&format_duration_or_zero(self.orphan_min_age)),
             self.top_files,
+            toml_string(&format_duration(self.snapshot_interval)),
+            self.incremental,
+            toml_string(&format_duration(self.reconcile_interval)),
         ) + &other_roots
             + &self.sinks.iter().map(sink_toml).collect::<String>()
     }
@@ -213,6 +268,17 @@ pub enum ConfigError {
         /// What is wrong.
         reason: String,
     },
+    /// A root the configuration names (`root`, `docker_root`, `podman_roots`, `containerd_roots`) that
+    /// cannot be read: the agent would ship nothing.
+    #[error("{key} {}: cannot be read: {error}", path.display())]
+    Unreadable {
+        /// The key or flag that names it.
+        key: &'static str,
+        /// The directory, as this process reads it (under `root`).
+        path: PathBuf,
+        /// The cause.
+        error: std::io::Error,
+    },
     /// A bad value given on the command line.
     #[error("{flag}: {reason}")]
     Flag {
@@ -238,21 +304,59 @@ pub fn load(source: &Source, overrides: &Overrides) -> Result<Config, ConfigErro
     Ok(config)
 }
 
+/// Checks that every root the configuration names can be listed: `root`, and `docker_root`,
+/// `podman_roots` and `containerd_roots` when set (unset, a missing default is only noted by the scan).
+/// `run` refuses to start, and `check-config` to pass, when one cannot.
+pub fn check_roots(config: &Config) -> Result<(), ConfigError> {
+    let mut named: Vec<(&'static str, PathBuf)> = vec![("root", config.root.clone())];
+    if let Some(d) = &config.docker_root {
+        named.push(("docker_root", collector::scan::under_root(&config.root, d)));
+    }
+    for p in config.podman_roots.iter().flatten() {
+        named.push(("podman_roots", collector::scan::under_root(&config.root, p)));
+    }
+    for p in config.containerd_roots.iter().flatten() {
+        named.push(("containerd_roots", collector::scan::under_root(&config.root, p)));
+    }
+    for (key, path) in named {
+        if let Err(error) = std::fs::read_dir(&path) {
+            return Err(ConfigError::Unreadable { key, path, error });
+        }
+    }
+    Ok(())
+}
+
 /// Parses a configuration file's text; `path` only names it in errors.
 pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
     let file: File = toml::from_str(text).map_err(|e| {
         let (line, column) = e.span().map_or((1, 1), |s| line_column(text, s.start));
         ConfigError::Invalid { path: path.to_path_buf(), line, column, reason: e.message().trim_end().to_owned() }
     })?;
+    // A value out of range is located at its key, at the start of the value's line.
+    let invalid = |key: &str, span: std::ops::Range<usize>, reason: String| {
+        let line_start = text[..span.start.min(text.len())].rfind('\n').map_or(0, |i| i + 1);
+        let at = text[line_start..].find(key).map_or(span.start, |i| line_start + i);
+        let (line, column) = line_column(text, at);
+        ConfigError::Invalid { path: path.to_path_buf(), line, column, reason }
+    };
+    let duration = |key: &str, v: Option<Spanned<DurationValue>>, default: Duration| match v {
+        None => Ok(default),
+        Some(s) => check_duration(key, s.get_ref().0).map_err(|why| invalid(key, s.span(), why)),
+    };
+    let count = |key: &str, v: Option<Spanned<Count>>, max: u64| match v {
+        None => Ok(None),
+        Some(s) if s.get_ref().0 <= max => Ok(Some(s.get_ref().0 as usize)),
+        Some(s) => Err(invalid(key, s.span(), format!("{key} = {} is too many: at most {max}", s.get_ref().0))),
+    };
     let d = Config::default();
     Ok(Config {
-        interval: file.interval.map_or(d.interval, |v| v.0),
+        interval: duration("interval", file.interval, d.interval)?,
         root: file.root.map_or(d.root, |v| v.0),
         proc_dir: file.proc.map_or(d.proc_dir, |v| v.0),
         docker_root: file.docker_root.map(|v| v.0),
         podman_roots: file.podman_roots.map(|v| v.into_iter().map(|p| p.0).collect()),
         containerd_roots: file.containerd_roots.map(|v| v.into_iter().map(|p| p.0).collect()),
-        threads: file.threads.unwrap_or(d.threads),
+        threads: count("threads", file.threads, MAX_THREADS)?.unwrap_or(d.threads),
         log_level: file.log_level.map_or(d.log_level, |v| v.0),
         sinks: match (file.sinks, file.sink) {
             (None, None) => d.sinks,
@@ -264,17 +368,21 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
                 .collect(),
         },
         watch: file.watch.unwrap_or(d.watch),
-        settle: file.settle.map_or(d.settle, |v| v.0),
-        max_delay: file.max_delay.map_or(d.max_delay, |v| v.0),
-        scan_timeout: file.scan_timeout.map_or(d.scan_timeout, |v| v.0),
-        orphan_min_age: file.orphan_min_age.map_or(d.orphan_min_age, |v| v.0),
-        top_files: file.top_files.unwrap_or(d.top_files),
+        settle: duration("settle", file.settle, d.settle)?,
+        max_delay: duration("max_delay", file.max_delay, d.max_delay)?,
+        scan_timeout: duration("scan_timeout", file.scan_timeout, d.scan_timeout)?,
+        orphan_min_age: duration("orphan_min_age", file.orphan_min_age, d.orphan_min_age)?,
+        top_files: count("top_files", file.top_files, MAX_TOP_FILES)?.unwrap_or(d.top_files),
+        snapshot_interval: duration("snapshot_interval", file.snapshot_interval, d.snapshot_interval)?,
+        incremental: file.incremental.unwrap_or(d.incremental),
+        reconcile_interval: duration("reconcile_interval", file.reconcile_interval, d.reconcile_interval)?,
     })
 }
 
 fn apply(config: &mut Config, o: &Overrides) -> Result<(), ConfigError> {
     if let Some(v) = o.interval {
-        config.interval = v;
+        config.interval =
+            check_duration("interval", v).map_err(|reason| ConfigError::Flag { flag: "--interval", reason })?;
     }
     if !o.sinks.is_empty() {
         config.sinks = o.sinks.clone();
@@ -304,6 +412,12 @@ fn apply(config: &mut Config, o: &Overrides) -> Result<(), ConfigError> {
         config.root = absolute("--root", p)?;
     }
     if let Some(v) = o.threads {
+        if v as u64 > MAX_THREADS {
+            return Err(ConfigError::Flag {
+                flag: "--threads",
+                reason: format!("{v} is too many: at most {MAX_THREADS}"),
+            });
+        }
         config.threads = v;
     }
     if let Some(v) = &o.log_level {
@@ -316,30 +430,68 @@ fn apply(config: &mut Config, o: &Overrides) -> Result<(), ConfigError> {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct File {
-    interval: Option<DurationValue>,
+    interval: Option<Spanned<DurationValue>>,
     root: Option<AbsolutePath>,
     proc: Option<AbsolutePath>,
     docker_root: Option<AbsolutePath>,
     podman_roots: Option<Vec<AbsolutePath>>,
     containerd_roots: Option<Vec<AbsolutePath>>,
-    threads: Option<usize>,
+    threads: Option<Spanned<Count>>,
     log_level: Option<LogLevel>,
     sinks: Option<Vec<SinkUri>>,
     sink: Option<Vec<SinkEntry>>,
     watch: Option<bool>,
-    settle: Option<DurationValue>,
-    max_delay: Option<DurationValue>,
-    scan_timeout: Option<DurationValue>,
-    orphan_min_age: Option<DurationValue>,
-    top_files: Option<usize>,
+    settle: Option<Spanned<DurationValue>>,
+    max_delay: Option<Spanned<DurationValue>>,
+    scan_timeout: Option<Spanned<DurationValue>>,
+    orphan_min_age: Option<Spanned<DurationValue>>,
+    top_files: Option<Spanned<Count>>,
+    snapshot_interval: Option<Spanned<DurationValue>>,
+    incremental: Option<bool>,
+    reconcile_interval: Option<Spanned<DurationValue>>,
 }
 
+/// A duration string; `"0"` and `"0s"` read as zero, which only `orphan_min_age` accepts (the range check
+/// refuses it elsewhere).
 struct DurationValue(Duration);
 
 impl<'de> Deserialize<'de> for DurationValue {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
-        parse_duration(&s).map(DurationValue).map_err(de::Error::custom)
+        parse_duration_or_zero(&s).map(DurationValue).map_err(de::Error::custom)
+    }
+}
+
+/// A count: a whole number, never negative. Its own visitor, so that a wrong value is described in
+/// words rather than by the integer type that holds it.
+pub struct Count(pub u64);
+
+impl<'de> Deserialize<'de> for Count {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl de::Visitor<'_> for V {
+            type Value = Count;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a whole number, 0 or more")
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Count, E> {
+                Ok(Count(v))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Count, E> {
+                u64::try_from(v)
+                    .map(Count)
+                    .map_err(|_| E::custom(format!("{v} is negative: expected a whole number, 0 or more")))
+            }
+            fn visit_i128<E: de::Error>(self, v: i128) -> Result<Count, E> {
+                u64::try_from(v)
+                    .map(Count)
+                    .map_err(|_| E::custom(format!("{v} is out of range: expected a whole number, 0 or more")))
+            }
+            fn visit_u128<E: de::Error>(self, v: u128) -> Result<Count, E> {
+                u64::try_from(v).map(Count).map_err(|_| E::custom(format!("{v} is out of range")))
+            }
+        }
+        d.deserialize_any(V)
     }
 }
 
@@ -376,6 +528,15 @@ fn check_log_level(s: &str) -> Result<String, String> {
 
 /// `"90s"`, `"5m"`, `"1h30m"`, `"250ms"`, `"1d"`: numbers each followed by a unit; never zero.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let total = parse_total(s)?;
+    if total.is_zero() {
+        return Err(format!("invalid duration `{s}`: must be more than zero"));
+    }
+    Ok(total)
+}
+
+/// Numbers each followed by a unit, added up.
+fn parse_total(s: &str) -> Result<Duration, String> {
     let bad =
         || format!("invalid duration `{s}`: expected a number and a unit (ms, s, m, h, d), like \"60s\" or \"1h30m\"");
     let t = s.trim();
@@ -403,10 +564,16 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         total = total.saturating_add(part);
         rest = &rest[unit_len..];
     }
-    if total.is_zero() {
-        return Err(format!("invalid duration `{s}`: must be more than zero"));
-    }
     Ok(total)
+}
+
+/// Like [`parse_duration`], but `"0"` and a total of zero (`"0s"`) are zero rather than an error: for
+/// ages, where zero means "no holding back".
+pub fn parse_duration_or_zero(s: &str) -> Result<Duration, String> {
+    if s.trim() == "0" {
+        return Ok(Duration::ZERO);
+    }
+    parse_total(s)
 }
 
 /// The shortest spelling [`parse_duration`] reads back to the same value.
@@ -534,7 +701,47 @@ mod tests {
         let e = err("[[sink]]\nuri = \"file:/x\"\ncolour = \"red\"\n");
         assert!(e.starts_with("/etc/x.toml:3:1: unknown field `colour`"), "{e}");
         let e = err("interval = \"0s\"\n");
-        assert!(e.contains("must be more than zero"), "{e}");
+        assert_eq!(e, "/etc/x.toml:1:1: interval of 0s is too short: at least 1s");
+    }
+
+    #[test]
+    fn values_beyond_sane_limits_are_refused_at_their_key_in_words() {
+        for (text, expected) in [
+            ("interval = \"1ms\"\n", "/etc/x.toml:1:1: interval of 1ms is too short: at least 1s"),
+            ("\n  interval = \"30d\"\n", "/etc/x.toml:2:3: interval of 30d is too long: at most 7d"),
+            ("settle = \"2m\"\n", "/etc/x.toml:1:1: settle of 2m is too long: at most 1m"),
+            ("snapshot_interval = \"1s\"\n", "/etc/x.toml:1:1: snapshot_interval of 1s is too short: at least 10s"),
+            ("threads = 100000\n", "/etc/x.toml:1:1: threads = 100000 is too many: at most 1024"),
+            ("watch = true\ntop_files = 5000\n", "/etc/x.toml:2:1: top_files = 5000 is too many: at most 100"),
+            ("threads = -1\n", "/etc/x.toml:1:11: -1 is negative: expected a whole number, 0 or more"),
+            (
+                "threads = 1.5\n",
+                "/etc/x.toml:1:11: invalid type: floating point `1.5`, expected a whole number, 0 or more",
+            ),
+            (
+                "[[sink]]\nuri = \"tcp://127.0.0.1:9\"\nqueue_size = 99999999999\n",
+                "/etc/x.toml:1:1: queue_size = 99999999999 is too many: at most 1000000",
+            ),
+            (
+                "[[sink]]\nuri = \"stdout:\"\ntimeout = \"1ms\"\n",
+                "/etc/x.toml:3:11: timeout is too short: at least 10ms",
+            ),
+        ] {
+            assert_eq!(err(text), expected, "for {text:?}");
+        }
+        for text in ["threads = 99999999999999999999999\n", "queue_size = -5\n", "top_files = \"all\"\n"] {
+            let e = err(text);
+            for word in ["usize", "u64", "i64", "i128", "u128", "integer`"] {
+                assert!(!e.contains(word), "{text:?}: {e}");
+            }
+        }
+        let c = parse("orphan_min_age = \"0\"\nsnapshot_interval = \"6h\"\n", Path::new("x")).expect("valid");
+        assert_eq!(c.orphan_min_age, Duration::ZERO);
+        assert_eq!(c.snapshot_interval, Duration::from_secs(6 * 3600));
+        assert_eq!(parse(&c.to_toml(), Path::new("x")).expect("prints back"), c);
+        let mut c = Config::default();
+        let e = apply(&mut c, &Overrides { interval: Some(Duration::from_millis(1)), ..Overrides::default() });
+        assert_eq!(e.expect_err("1ms").to_string(), "--interval: interval of 1ms is too short: at least 1s");
     }
 
     #[test]

@@ -3,13 +3,21 @@
 //! each scan's events to the sinks, tells systemd how it is doing, and answers signals.
 //!
 //! The watchdog pings come from this loop and only while no scan has been running longer than
-//! `scan_timeout`: a scan stuck in the kernel (a hung network filesystem under the data root) stops the
-//! pings, and systemd restarts the service. The same rule bounds `EXTEND_TIMEOUT_USEC` during a slow first
-//! scan, which would otherwise run into systemd's start timeout before `READY=1`.
+//! `scan_timeout` and fewer than [`FAILURES_UNHEALTHY`] scans in a row have failed: a scan stuck in the
+//! kernel (a hung network filesystem under the data root), or a data root that became unreadable, stops
+//! the pings, and systemd (`WatchdogSec=`, `Restart=on-failure`) restarts the service. The same rule bounds
+//! `EXTEND_TIMEOUT_USEC` during a slow first scan, which would otherwise run into systemd's start timeout
+//! before `READY=1`. A first scan that fails ends the service with the cause and status 2, without
+//! `READY=1`; so does a configured root that cannot be read at start.
+//!
+//! What is shipped after each scan is decided by [`crate::changes`]: only what changed, except in a
+//! snapshot (at start, after a reload, every `snapshot_interval`, and after a sink dropped events).
 
+use crate::changes::Tracker;
 use crate::config::{self, Config, Overrides, Source};
 use crate::debounce::Debounce;
-use crate::events::{report_events, Sequencer};
+use crate::events::{failure_event, scan_events, things, ScanInfo, Sequencer};
+use crate::incremental::Incremental;
 use crate::logging::LogControl;
 use crate::sinks::Sinks;
 use crate::systemd::{monotonic_usec, Notifier};
@@ -18,6 +26,7 @@ use crate::watch::{Change, HostWatch};
 use collector::report::Report;
 use collector::{ScanError, Severity};
 use std::collections::{BTreeSet, HashSet};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc;
@@ -31,10 +40,16 @@ const SINK_GRACE: Duration = Duration::from_secs(1);
 /// How often a running first scan asks systemd for more start time, and how much.
 const EXTEND_EVERY: Duration = Duration::from_secs(2);
 const EXTEND_BY: Duration = Duration::from_secs(10);
+/// At most one snapshot for dropped events in this time: a snapshot bigger than a sink's queue drops
+/// events itself, and must not cause the next.
+const DROP_SNAPSHOT_GAP: Duration = Duration::from_secs(600);
+/// After this many failed scans in a row the service stops its watchdog pings: systemd then restarts it.
+pub const FAILURES_UNHEALTHY: u64 = 3;
 
 /// Runs the service until SIGTERM or SIGINT.
 pub fn run(source: Source, overrides: Overrides) -> anyhow::Result<()> {
     let config = config::load(&source, &overrides)?;
+    config::check_roots(&config)?;
     let log = crate::logging::init(&config.log_level);
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let result = rt.block_on(async move { Daemon::new(source, overrides, config, log).run().await });
@@ -54,6 +69,7 @@ struct Running {
 
 enum Wake {
     Stop(&'static str),
+    OutputClosed,
     Reload,
     Changed(Change),
     ScanDone(Box<ScanResult>),
@@ -83,6 +99,23 @@ struct Daemon {
     stuck_logged: bool,
     /// Error findings of the last scan, so that only new ones are logged.
     known_errors: HashSet<(String, Option<String>)>,
+    /// What was last shipped, to ship only changes.
+    tracker: Tracker,
+    /// Why the next scan must be a snapshot, if it must.
+    snapshot_why: Option<&'static str>,
+    next_snapshot: Instant,
+    /// Events the sinks had dropped when the last snapshot was shipped.
+    dropped_seen: u64,
+    last_drop_snapshot: Option<Instant>,
+    /// Scans failed in a row.
+    failures: u64,
+    /// Why the service must end with an error (its first scan failed).
+    fatal: Option<String>,
+    /// The reader of standard output went away (`| head -1`): stop quietly.
+    output_closed: bool,
+    /// Writable-layer accounting kept between scans (`incremental = true`); the scan thread holds it
+    /// while it runs.
+    incremental: Option<Arc<Mutex<Incremental>>>,
 }
 
 impl Daemon {
@@ -96,6 +129,7 @@ impl Daemon {
             next_interval: now + config.interval,
             next_ping: notifier.watchdog().map(|_| now),
             next_extend: now + EXTEND_EVERY,
+            next_snapshot: now + config.snapshot_interval,
             source,
             overrides,
             config,
@@ -112,6 +146,14 @@ impl Daemon {
             ready: false,
             stuck_logged: false,
             known_errors: HashSet::new(),
+            tracker: Tracker::new(),
+            snapshot_why: Some("start"),
+            dropped_seen: 0,
+            last_drop_snapshot: None,
+            failures: 0,
+            fatal: None,
+            output_closed: false,
+            incremental: None,
         }
     }
 
@@ -120,6 +162,10 @@ impl Daemon {
         let mut int = signal(SignalKind::interrupt())?;
         let mut hup = signal(SignalKind::hangup())?;
         self.sinks = Some(Sinks::start(self.config.sinks.clone(), &self.host_name));
+        if self.config.incremental {
+            let inc = Incremental::start(self.config.top_files, self.config.reconcile_interval);
+            self.incremental = Some(Arc::new(Mutex::new(inc)));
+        }
         if self.config.watch {
             self.watch = Some(HostWatch::start(&self.config, self.changes_tx.clone()));
         }
@@ -138,6 +184,7 @@ impl Daemon {
                 _ = term.recv() => Wake::Stop("SIGTERM"),
                 _ = int.recv() => Wake::Stop("SIGINT"),
                 _ = hup.recv() => Wake::Reload,
+                _ = crate::sinks::stdout_closed() => Wake::OutputClosed,
                 Some(change) = self.changes.recv() => Wake::Changed(change),
                 res = wait_scan(&mut self.scan) => Wake::ScanDone(Box::new(res)),
                 _ = tokio::time::sleep_until(wake_at) => Wake::Timer,
@@ -145,6 +192,11 @@ impl Daemon {
             match wake {
                 Wake::Stop(why) => {
                     tracing::info!("{why}: stopping");
+                    break;
+                }
+                Wake::OutputClosed => {
+                    tracing::debug!("standard output was closed by its reader: stopping");
+                    self.output_closed = true;
                     break;
                 }
                 Wake::Reload => self.reload(),
@@ -160,9 +212,16 @@ impl Daemon {
                 }
                 Wake::Timer => self.on_timer(),
             }
+            if self.fatal.is_some() {
+                break;
+            }
         }
+        let fatal = self.fatal.take();
         self.shutdown().await;
-        Ok(())
+        match fatal {
+            Some(why) => Err(anyhow::anyhow!(why)),
+            None => Ok(()),
+        }
     }
 
     fn next_wake(&self) -> Instant {
@@ -192,7 +251,7 @@ impl Daemon {
                 self.start_scan(reason);
             }
         }
-        let healthy = self.scan_is_healthy(now);
+        let healthy = self.scan_is_healthy(now) && self.failures < FAILURES_UNHEALTHY;
         if let (Some(ping), Some(period)) = (self.next_ping, self.notifier.watchdog()) {
             if now >= ping {
                 if healthy {
@@ -234,6 +293,7 @@ impl Daemon {
 
     fn start_scan(&mut self, reason: String) {
         let opts = self.config.scan_options();
+        let incremental = self.incremental.clone();
         self.scans += 1;
         self.debounce.take(Instant::now().into_std());
         self.pending.clear();
@@ -241,7 +301,13 @@ impl Daemon {
         tracing::debug!("scan {} starting ({reason})", self.scans);
         self.next_extend = Instant::now() + EXTEND_EVERY;
         self.scan = Some(Running {
-            handle: tokio::task::spawn_blocking(move || collector::scan(&opts)),
+            handle: tokio::task::spawn_blocking(move || match incremental {
+                Some(inc) => {
+                    let mut inc = inc.lock().unwrap_or_else(|p| p.into_inner());
+                    collector::scan_with(&opts, Some(&mut *inc))
+                }
+                None => collector::scan(&opts),
+            }),
             started: Instant::now(),
             number: self.scans,
             reason,
@@ -251,43 +317,52 @@ impl Daemon {
     fn finish_scan(&mut self, run: Running, res: ScanResult) {
         let took = run.started.elapsed();
         self.next_interval = Instant::now() + self.config.interval;
-        let status = match res {
-            Ok(Ok(report)) => {
-                self.log_new_errors(&report);
-                let stats = self.sinks.as_ref().map(Sinks::stats).unwrap_or_default();
-                let events = report_events(&report, &mut self.seq, &stats);
-                if let Some(sinks) = &self.sinks {
-                    sinks.publish(&events);
+        let report = match res {
+            Ok(Ok(report)) => report,
+            Ok(Err(e)) => return self.scan_failed(&run, format!("scan {} failed: {e}", run.number)),
+            Err(e) => return self.scan_failed(&run, format!("scan {} did not complete: {e}", run.number)),
+        };
+        self.failures = 0;
+        let status = {
+            self.log_new_errors(&report);
+            let stats = self.sinks.as_ref().map(Sinks::stats).unwrap_or_default();
+            let snapshot = self.snapshot_reason(&stats);
+            let (deltas, counts) = self.tracker.update(things(&report), snapshot.is_some());
+            let info = ScanInfo { number: run.number, reason: run.reason.clone(), snapshot };
+            let mut events = scan_events(&report, &mut self.seq, &mut self.tracker, &deltas, counts, &info, &stats);
+            if let Some(inc) = &self.incremental {
+                let inc = inc.lock().unwrap_or_else(|p| p.into_inner());
+                crate::incremental::annotate(&mut events, inc.counters());
+            }
+            if let Some(sinks) = &self.sinks {
+                sinks.publish(&events);
+            }
+            let line = summary(&report);
+            let shipped = match snapshot {
+                Some(why) => format!("snapshot ({why}) of {} things", deltas.len()),
+                None => {
+                    format!("{} created, {} changed, {} deleted", counts.creation, counts.change, counts.deletion)
                 }
-                let line = summary(&report);
-                tracing::info!("scan {} ({}): {line}; {} ms", run.number, run.reason, took.as_millis());
-                for s in &stats {
-                    let level_warn = s.dropped > 0 || !s.connected && s.failures > 0;
-                    let msg = format!(
-                        "sink {}: sent {}, retried {}, dropped {}, queued {}{}",
-                        s.sink,
-                        s.sent,
-                        s.retried,
-                        s.dropped,
-                        s.queue_depth,
-                        s.last_error.as_deref().map(|e| format!(", last error: {e}")).unwrap_or_default()
-                    );
-                    if level_warn {
-                        tracing::warn!("{msg}");
-                    } else {
-                        tracing::info!("{msg}");
-                    }
+            };
+            tracing::info!("scan {} ({}): {line}; {shipped}; {} ms", run.number, run.reason, took.as_millis());
+            for s in &stats {
+                let level_warn = s.dropped > 0 || !s.connected && s.failures > 0;
+                let msg = format!(
+                    "sink {}: sent {}, retried {}, dropped {}, queued {}{}",
+                    s.sink,
+                    s.sent,
+                    s.retried,
+                    s.dropped,
+                    s.queue_depth,
+                    s.last_error.as_deref().map(|e| format!(", last error: {e}")).unwrap_or_default()
+                );
+                if level_warn {
+                    tracing::warn!("{msg}");
+                } else {
+                    tracing::info!("{msg}");
                 }
-                format!("scan {} at {}: {line}", run.number, report.generated_at)
             }
-            Ok(Err(e)) => {
-                tracing::error!("scan {} ({}) failed: {e}", run.number, run.reason);
-                format!("scan {} failed: {e}", run.number)
-            }
-            Err(e) => {
-                tracing::error!("scan {} ({}) did not complete: {e}", run.number, run.reason);
-                format!("scan {} did not complete: {e}", run.number)
-            }
+            format!("scan {} at {}: {line}", run.number, report.generated_at)
         };
         if self.ready {
             self.notifier.status(&status);
@@ -295,6 +370,58 @@ impl Daemon {
             self.notifier.notify(&format!("READY=1\nSTATUS={}", status.replace('\n', " ")));
             self.ready = true;
         }
+        if let Some(w) = self.watch.as_mut() {
+            w.refresh();
+        }
+    }
+
+    /// Whether this scan is shipped as a snapshot, and why: start, reload, `snapshot_interval`, or a sink
+    /// dropped events since the last snapshot (its receivers then miss changes) and has caught up since,
+    /// at most once per [`DROP_SNAPSHOT_GAP`].
+    fn snapshot_reason(&mut self, stats: &[crate::sinks::SinkStats]) -> Option<&'static str> {
+        let now = Instant::now();
+        let dropped: u64 = stats.iter().map(|s| s.dropped).sum();
+        let caught_up = stats.iter().all(|s| s.queue_depth == 0);
+        let may_resend = !matches!(self.last_drop_snapshot, Some(t) if now < t + DROP_SNAPSHOT_GAP);
+        let why = self.snapshot_why.take().or_else(|| {
+            if now >= self.next_snapshot {
+                Some("snapshot_interval")
+            } else if dropped > self.dropped_seen && caught_up && may_resend {
+                self.last_drop_snapshot = Some(now);
+                Some("a sink dropped events")
+            } else {
+                None
+            }
+        });
+        if why.is_some() {
+            self.dropped_seen = dropped;
+            self.next_snapshot = now + self.config.snapshot_interval;
+        }
+        why
+    }
+
+    /// A scan failed: before `READY=1` that ends the service; after, it is said in `STATUS=`, the log and
+    /// an error event, and after [`FAILURES_UNHEALTHY`] in a row the watchdog pings stop.
+    fn scan_failed(&mut self, run: &Running, why: String) {
+        self.failures += 1;
+        tracing::error!("{why} ({}); {} in a row", run.reason, self.failures);
+        if !self.ready {
+            self.notifier.status(&why);
+            self.fatal = Some(why);
+            return;
+        }
+        let info = ScanInfo { number: run.number, reason: run.reason.clone(), snapshot: None };
+        let event = failure_event(&mut self.seq, &self.host_name, &info, &why, self.failures);
+        if let Some(sinks) = &self.sinks {
+            sinks.publish(&[event]);
+        }
+        if self.failures == FAILURES_UNHEALTHY && self.notifier.watchdog().is_some() {
+            tracing::error!(
+                "{} scans in a row failed: no more watchdog pings, so the service manager can restart the agent",
+                self.failures
+            );
+        }
+        self.notifier.status(&format!("{why} ({} in a row)", self.failures));
         if let Some(w) = self.watch.as_mut() {
             w.refresh();
         }
@@ -332,7 +459,7 @@ impl Daemon {
         if let Some(sinks) = &self.sinks {
             sinks.reopen();
         }
-        let new = match config::load(&self.source, &self.overrides) {
+        let new = match config::load(&self.source, &self.overrides).and_then(|c| config::check_roots(&c).map(|()| c)) {
             Ok(c) => c,
             Err(e) => {
                 tracing::error!("reload failed, keeping the running configuration: {e}");
@@ -361,6 +488,18 @@ impl Daemon {
             }
         }
         self.debounce.retime(self.config.settle, self.config.max_delay);
+        // Receivers that reset with the agent's configuration get the whole state again.
+        self.snapshot_why = Some("reload");
+        self.next_snapshot = self.next_snapshot - old.snapshot_interval + self.config.snapshot_interval;
+        if old.incremental != self.config.incremental {
+            self.incremental = self.config.incremental.then(|| {
+                Arc::new(Mutex::new(Incremental::start(self.config.top_files, self.config.reconcile_interval)))
+            });
+        } else if let Some(inc) = &self.incremental {
+            // A scan in flight holds it; the new settings wait for it.
+            let (top, every, inc) = (self.config.top_files, self.config.reconcile_interval, inc.clone());
+            tokio::task::spawn_blocking(move || inc.lock().unwrap_or_else(|p| p.into_inner()).configure(top, every));
+        }
         // The new interval counts from the last scan, as the old one did.
         self.next_interval = self.next_interval - old.interval + self.config.interval;
         if host_changed {
@@ -392,7 +531,8 @@ impl Daemon {
         }
         if let Some(sinks) = self.sinks.take() {
             for (sink, left) in sinks.shutdown(SINK_GRACE).await {
-                if left > 0 {
+                // Nobody reads standard output any more: nothing was expected there.
+                if left > 0 && !(self.output_closed && sink == "stdout:") {
                     tracing::warn!("sink {sink}: {left} events not delivered at stop");
                 }
             }

@@ -2,11 +2,14 @@
 //! names (`@timestamp`, `event.*`, `host.name`, `agent.*`, `container.*`) and ovlaudit's own objects under
 //! `ovlaudit.*` — the same objects as in the report document.
 //!
-//! Datasets: `ovlaudit.container` (one per container per scan), `ovlaudit.image`, `ovlaudit.orphan`,
-//! `ovlaudit.finding`, and `ovlaudit.scan` (one summary per scan, last). `event.id` is unique per event (this run's random
-//! `agent.ephemeral_id` plus the sequence number) so that a receiver can drop duplicates after a retry;
-//! `event.sequence` increases by one per event for the life of the process.
+//! Datasets: `ovlaudit.container`, `ovlaudit.image`, `ovlaudit.orphan`, `ovlaudit.finding` (one event per
+//! thing that appeared, changed or went away: `event.type` `creation`, `change`, `deletion`, or `info` when
+//! a snapshot re-states it; see [`crate::changes`]), and `ovlaudit.scan` (one summary per scan, last, or a
+//! failure). Each thing carries its identity in `ovlaudit.key`. `event.id` is unique per event (this run's
+//! random `agent.ephemeral_id` plus the sequence number) so that a receiver can drop duplicates after a
+//! retry; `event.sequence` increases by one per event for the life of the process.
 
+use crate::changes::{disambiguate, stable_hash, ChangeType, Counts, Delta, Thing, Tracker};
 use crate::sinks::SinkStats;
 use collector::report::Report;
 use serde_json::{json, Map, Value};
@@ -77,58 +80,199 @@ impl Sequencer {
 pub fn check_event(seq: &mut Sequencer, host: &str) -> Value {
     let now = collector::scan::rfc3339(std::time::SystemTime::now());
     let mut m = seq.envelope_at(&now, host, "ovlaudit.check", "event");
+    set_type(&mut m, "info");
     m.insert("ovlaudit".into(), json!({ "check": "a test event from ovlaudit check-sinks" }));
     Value::Object(m)
 }
 
-/// Every event of one report, in order: containers, images, orphans, findings, then the scan summary, which
-/// carries the sinks' delivery counters as they stood when the scan ended (`sinks`, empty for a one-shot
-/// report).
-pub fn report_events(r: &Report, seq: &mut Sequencer, sinks: &[SinkStats]) -> Vec<Value> {
+/// Every thing a report describes, as the tracker compares them: containers, images, orphans, findings.
+pub fn things(r: &Report) -> Vec<Thing> {
     let mut out = Vec::new();
+    let body = |v: Value| v.as_object().cloned().unwrap_or_default();
     for c in &r.containers {
-        let mut m = seq.envelope(r, "ovlaudit.container", "state");
-        m.insert(
-            "container".into(),
-            json!({
-                "id": c.id,
-                "name": c.name,
-                "runtime": c.runtime,
-                "image": { "name": c.image.tags.first().unwrap_or(&c.image.name), "id": c.image.id },
-                "labels": c.labels,
-            }),
-        );
-        m.insert("ovlaudit".into(), json!({ "container": c }));
-        out.push(fit(Value::Object(m)));
+        out.push(Thing {
+            dataset: "ovlaudit.container",
+            kind: "state",
+            key: format!(
+                "{}/{}{}",
+                c.runtime,
+                c.namespace.as_deref().map(|n| format!("{n}/")).unwrap_or_default(),
+                c.id
+            ),
+            body: body(json!({
+                "container": {
+                    "id": c.id,
+                    "name": c.name,
+                    "runtime": c.runtime,
+                    "image": { "name": c.image.tags.first().unwrap_or(&c.image.name), "id": c.image.id },
+                    "labels": c.labels,
+                },
+                "ovlaudit": { "container": c },
+            })),
+        });
     }
     for i in &r.images {
-        let mut m = seq.envelope(r, "ovlaudit.image", "state");
-        m.insert("ovlaudit".into(), json!({ "image": i }));
-        out.push(fit(Value::Object(m)));
+        out.push(Thing {
+            dataset: "ovlaudit.image",
+            kind: "state",
+            key: format!(
+                "{}/{}{}",
+                i.runtime,
+                i.namespace.as_deref().map(|n| format!("{n}/")).unwrap_or_default(),
+                i.id
+            ),
+            body: body(json!({ "ovlaudit": { "image": i } })),
+        });
     }
     for o in &r.orphans {
-        let mut m = seq.envelope(r, "ovlaudit.orphan", "state");
-        m.insert("ovlaudit".into(), json!({ "orphan": o }));
-        out.push(Value::Object(m));
+        out.push(Thing {
+            dataset: "ovlaudit.orphan",
+            kind: "state",
+            key: format!("{}/{}", o.runtime, o.path),
+            body: body(json!({ "ovlaudit": { "orphan": o } })),
+        });
+    }
+    for v in &r.volumes {
+        out.push(Thing {
+            dataset: "ovlaudit.volume",
+            kind: "state",
+            key: format!("docker/{}", v.name),
+            body: body(json!({ "ovlaudit": { "volume": v } })),
+        });
+    }
+    for b in &r.build_cache {
+        out.push(Thing {
+            dataset: "ovlaudit.build_cache",
+            kind: "state",
+            key: format!("docker/{}", b.id),
+            body: body(json!({ "ovlaudit": { "build_cache": b } })),
+        });
     }
     for f in &r.findings {
-        let mut m = seq.envelope(r, "ovlaudit.finding", "event");
-        m.insert("ovlaudit".into(), json!({ "finding": f }));
+        let severity = serde_json::to_value(f.severity).ok();
+        let severity = severity.as_ref().and_then(Value::as_str).unwrap_or("");
+        out.push(Thing {
+            dataset: "ovlaudit.finding",
+            kind: "event",
+            key: format!(
+                "{}/{}",
+                f.code,
+                stable_hash(&[severity, &f.code, f.path.as_deref().unwrap_or(""), &f.message])
+            ),
+            body: body(json!({ "ovlaudit": { "finding": f } })),
+        });
+    }
+    disambiguate(&mut out);
+    out
+}
+
+/// What the scan summary says about the scan itself.
+#[derive(Debug, Clone)]
+pub struct ScanInfo {
+    /// The scan's number in this run, from 1.
+    pub number: u64,
+    /// Why it ran: `start`, `interval`, `mount table changed`, …
+    pub reason: String,
+    /// Why every thing is re-stated (`start`, `reload`, `snapshot_interval`, …), if it is: then a consumer
+    /// drops what the snapshot does not name.
+    pub snapshot: Option<&'static str>,
+}
+
+/// The events of one scan, in order: the deltas (containers, images, orphans, findings, then deletions),
+/// then the scan summary, which carries the sinks' delivery counters as they stood when the scan ended
+/// (`sinks`, empty for a one-shot report) and, for a snapshot, the sequence number of its first event.
+pub fn scan_events(
+    r: &Report,
+    seq: &mut Sequencer,
+    tracker: &mut Tracker,
+    deltas: &[Delta],
+    counts: Counts,
+    scan: &ScanInfo,
+    sinks: &[SinkStats],
+) -> Vec<Value> {
+    let first_sequence = seq.next;
+    let mut out = Vec::new();
+    for d in deltas {
+        let mut m = seq.envelope(r, d.thing.dataset, d.thing.kind);
+        set_type(&mut m, d.change.word());
+        for (k, v) in &d.thing.body {
+            m.insert(k.clone(), v.clone());
+        }
+        if let Some(o) = m.get_mut("ovlaudit").and_then(Value::as_object_mut) {
+            o.insert("key".into(), json!(d.thing.key));
+            if scan.snapshot.is_some() {
+                o.insert("snapshot".into(), json!(true));
+            }
+            if d.change == ChangeType::Change {
+                o.insert("changed".into(), json!(d.changed));
+            }
+        }
         out.push(fit(Value::Object(m)));
     }
     let mut m = seq.envelope(r, "ovlaudit.scan", "metric");
-    m.insert(
-        "ovlaudit".into(),
-        json!({ "scan": {
-            "totals": r.totals,
-            "sources": r.sources,
-            "duration_ms": r.scan_duration_ms,
-            "unowned_mounts": r.unowned_mounts,
-            "sinks": sinks,
-        }}),
-    );
+    set_type(&mut m, "info");
+    if let Some(e) = m.get_mut("event").and_then(Value::as_object_mut) {
+        e.insert("outcome".into(), json!("success"));
+    }
+    let mut summary = json!({
+        "number": scan.number,
+        "reason": scan.reason,
+        "snapshot": scan.snapshot.is_some(),
+        "changes": counts,
+        "totals": r.totals,
+        "duration_ms": r.scan_duration_ms,
+        "sinks": sinks,
+    });
+    // What was read and the overlay mounts no container owns: whole, when they changed or in a snapshot.
+    for (name, value) in [("sources", json!(r.sources)), ("unowned_mounts", json!(r.unowned_mounts))] {
+        if tracker.summary_field_due(name, &value, scan.snapshot.is_some()) {
+            summary[name] = value;
+        }
+    }
+    if let Some(why) = scan.snapshot {
+        summary["snapshot_reason"] = json!(why);
+        summary["first_sequence"] = json!(first_sequence);
+    }
+    let mut o = Map::new();
+    if scan.snapshot.is_some() {
+        o.insert("snapshot".into(), json!(true));
+    }
+    o.insert("scan".into(), summary);
+    m.insert("ovlaudit".into(), Value::Object(o));
     out.push(fit(Value::Object(m)));
     out
+}
+
+/// Every event of one report as a snapshot of a host nothing was known about (`report --format ndjson`):
+/// each thing as `info`, then the summary.
+pub fn report_events(r: &Report, seq: &mut Sequencer, sinks: &[SinkStats]) -> Vec<Value> {
+    let mut tracker = Tracker::new();
+    let (deltas, counts) = tracker.update(things(r), true);
+    let info = ScanInfo { number: 1, reason: "report".into(), snapshot: Some("report") };
+    scan_events(r, seq, &mut tracker, &deltas, counts, &info, sinks)
+}
+
+/// The event a failed scan ships: dataset `ovlaudit.scan`, `event.outcome` `failure`, the cause in
+/// `error.message`, and how many scans in a row have failed.
+pub fn failure_event(seq: &mut Sequencer, host: &str, scan: &ScanInfo, error: &str, in_a_row: u64) -> Value {
+    let now = collector::scan::rfc3339(std::time::SystemTime::now());
+    let mut m = seq.envelope_at(&now, host, "ovlaudit.scan", "event");
+    set_type(&mut m, "error");
+    if let Some(e) = m.get_mut("event").and_then(Value::as_object_mut) {
+        e.insert("outcome".into(), json!("failure"));
+    }
+    m.insert("error".into(), json!({ "message": error }));
+    m.insert(
+        "ovlaudit".into(),
+        json!({ "scan": { "number": scan.number, "reason": scan.reason, "failed": true, "failures_in_a_row": in_a_row } }),
+    );
+    Value::Object(m)
+}
+
+fn set_type(m: &mut Map<String, Value>, word: &str) {
+    if let Some(e) = m.get_mut("event").and_then(Value::as_object_mut) {
+        e.insert("type".into(), json!([word]));
+    }
 }
 
 /// Cuts an event down to [`MAX_EVENT_BYTES`], most dispensable parts first: long label values, then

@@ -2,13 +2,18 @@
 //! argument parsing, wiring the collector to renderers, and exit codes. Host formats are read by the
 //! `collector` library only.
 
+mod changes;
 mod cli;
+mod columns;
 mod config;
 mod daemon;
 mod debounce;
 mod events;
+mod fanotify;
 #[cfg(test)]
 mod generated;
+mod incremental;
+mod inspect;
 mod logging;
 mod render;
 mod sections;
@@ -18,7 +23,7 @@ mod units;
 mod watch;
 
 use clap::Parser;
-use cli::{Cli, Command, Format, ReportArgs};
+use cli::{Cli, Command, Format, InspectArgs, ReportArgs};
 use std::io::{self, Write};
 use std::process::ExitCode;
 
@@ -26,6 +31,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Report(args) => report(&args),
+        Command::Inspect(args) => inspect(&args),
         Command::Run(args) => check_run_paths(&args).and_then(|()| daemon::run(args.source(), args.overrides())),
         Command::CheckConfig(args) => check_run_paths(&args).and_then(|()| check_config(&args)),
         Command::CheckSinks(args) => match check_sinks(&args) {
@@ -52,8 +58,12 @@ fn check_run_paths(args: &cli::RunArgs) -> anyhow::Result<()> {
     }
 }
 
+/// Whether the error is standard output closed early (`| head -1`): a success for a command line tool.
 fn is_broken_pipe(e: &anyhow::Error) -> bool {
-    e.chain().any(|c| c.downcast_ref::<io::Error>().is_some_and(|io| io.kind() == io::ErrorKind::BrokenPipe))
+    e.chain().any(|c| {
+        c.downcast_ref::<io::Error>().is_some_and(|io| io.kind() == io::ErrorKind::BrokenPipe)
+            || c.downcast_ref::<serde_json::Error>().and_then(|j| j.io_error_kind()) == Some(io::ErrorKind::BrokenPipe)
+    })
 }
 
 /// Sends one test event to every configured sink; true when all took it.
@@ -77,6 +87,7 @@ fn check_sinks(args: &cli::SinkArgs) -> anyhow::Result<bool> {
 fn check_config(args: &cli::RunArgs) -> anyhow::Result<()> {
     let source = args.source();
     let config = config::load(&source, &args.overrides())?;
+    config::check_roots(&config)?;
     if source.path.exists() {
         eprintln!("ovlaudit: {source}: configuration is valid");
     } else {
@@ -86,16 +97,43 @@ fn check_config(args: &cli::RunArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn inspect(args: &InspectArgs) -> anyhow::Result<()> {
+    if args.format == Format::Ndjson {
+        anyhow::bail!("inspect writes a table or one JSON document (--format json), not NDJSON");
+    }
+    let opts = args.host.scan_options(0, 0);
+    let report = collector::scan(&opts)?;
+    let store = inspect::docker_store(&opts);
+    let budget = collector::copyup::Budget::new(args.compare_budget);
+    let shown = inspect::inspect(&report, store.as_ref(), &opts.root, &args.target, &budget)?;
+    let stdout = io::stdout();
+    let mut out = io::BufWriter::new(stdout.lock());
+    match args.format {
+        Format::Json | Format::Ndjson => {
+            serde_json::to_writer_pretty(&mut out, &shown)?;
+            writeln!(out)?;
+        }
+        Format::Table => inspect::tree(&mut out, &shown, args.bytes)?,
+    }
+    out.flush()?;
+    Ok(())
+}
+
 fn report(args: &ReportArgs) -> anyhow::Result<()> {
     if args.section.is_some() && args.format != Format::Table {
         anyhow::bail!("--section selects a part of the table; the JSON and NDJSON output always carry every section");
     }
-    let mut opts = args.host.scan_options(args.threads, args.top);
+    let mut opts = args.host.scan_options(args.threads as usize, args.top as usize);
     if args.host.proc_dir.is_some() {
         cli::check_proc(&opts.root, &opts.proc_dir)?;
     }
-    opts.orphan_min_age = std::time::Duration::from_secs(args.orphan_min_age);
-    let report = collector::scan(&opts)?;
+    opts.orphan_min_age = args.orphan_min_age;
+    let mut report = collector::scan(&opts)?;
+    if !args.no_copy_ups {
+        let budget = collector::copyup::Budget::new(args.compare_budget);
+        collector::copyup::analyze_containers(&mut report, &opts.root, &budget, opts.threads);
+    }
+    collector::space::add_data_root_parts(&mut report, &opts);
     if !report.sources.docker_found && report.sources.engines.is_empty() {
         eprintln!(
             "ovlaudit: no Docker storage found: looked for {}/overlay2 and {}/image/overlay2{}; \
@@ -109,7 +147,11 @@ fn report(args: &ReportArgs) -> anyhow::Result<()> {
     let stdout = io::stdout();
     let mut out = io::BufWriter::new(stdout.lock());
     match args.format {
-        Format::Table => render::table(&mut out, &report, args.bytes, args.section)?,
+        Format::Table => {
+            columns::sort_containers(&mut report, args.sort);
+            let view = columns::View { exact: args.bytes, wide: args.wide, all: args.all };
+            render::table(&mut out, &report, &view, args.section)?
+        }
         Format::Json => {
             serde_json::to_writer_pretty(&mut out, &report)?;
             writeln!(out)?;

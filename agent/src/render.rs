@@ -3,34 +3,73 @@
 //! hostile file or label name cannot move the cursor or forge a line.
 
 use crate::cli::Section;
+use crate::columns::{self, View};
 use crate::sections;
 use crate::units::human_bytes;
 use collector::report::Report;
 use std::io::{self, Write};
 
-/// Writes the report as aligned text: every section, summary first, or only `section`.
-pub fn table(out: &mut impl Write, r: &Report, exact: bool, section: Option<Section>) -> io::Result<()> {
+/// Writes the report as aligned text: every section, summary first, or only `section`. Fits 80 columns
+/// unless `view.wide`.
+pub fn table(out: &mut impl Write, r: &Report, view: &View, section: Option<Section>) -> io::Result<()> {
+    let exact = view.exact;
+    let containers = |mut out: &mut dyn Write| {
+        if view.wide {
+            containers(&mut out, r, exact)
+        } else {
+            columns::containers(&mut out, r, view)
+        }
+    };
+    let images = |mut out: &mut dyn Write| {
+        if view.wide {
+            sections::images(&mut out, r, exact)
+        } else {
+            columns::images(&mut out, r, view)
+        }
+    };
+    let orphans = |mut out: &mut dyn Write| {
+        if view.wide {
+            sections::orphans(&mut out, r, exact)
+        } else {
+            columns::orphans(&mut out, r, view)
+        }
+    };
     match section {
         Some(Section::Summary) => sections::summary(out, r, exact),
-        Some(Section::Containers) => containers(out, r, exact),
-        Some(Section::Images) => sections::images(out, r, exact),
-        Some(Section::Orphans) => sections::orphans(out, r, exact),
-        Some(Section::Findings) => findings(out, r),
+        Some(Section::Containers) => containers(out),
+        Some(Section::Images) => images(out),
+        Some(Section::Orphans) => orphans(out),
+        Some(Section::Findings) if view.wide => findings(out, r),
+        Some(Section::Findings) => columns::findings(out, r),
+        Some(Section::Volumes) => columns::volumes(out, r, view),
+        Some(Section::BuildCache) => columns::build_cache(out, r, view),
         None => {
             sections::summary(out, r, exact)?;
             writeln!(out)?;
-            containers(out, r, exact)?;
+            containers(out)?;
             if !r.images.is_empty() {
                 writeln!(out)?;
-                sections::images(out, r, exact)?;
+                images(out)?;
+            }
+            if !r.volumes.is_empty() {
+                writeln!(out)?;
+                columns::volumes(out, r, view)?;
+            }
+            if !r.build_cache.is_empty() {
+                writeln!(out)?;
+                columns::build_cache(out, r, view)?;
             }
             if !r.orphans.is_empty() {
                 writeln!(out)?;
-                sections::orphans(out, r, exact)?;
+                orphans(out)?;
             }
             if !r.findings.is_empty() {
                 writeln!(out)?;
-                findings(out, r)?;
+                if view.wide {
+                    findings(out, r)?;
+                } else {
+                    columns::findings(out, r)?;
+                }
             }
             Ok(())
         }

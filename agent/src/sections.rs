@@ -14,68 +14,91 @@ fn plural(n: u64, one: &str, many: &str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })
 }
 
-/// Where the disk went, on one screen: writable layers, images, orphans, logs, and findings by severity.
+/// Where the disk went, on one screen and in 80 columns: each part of the data root with its size, what
+/// removing things would free (RECLAIMABLE, with the command), copy-ups and shadowed bytes, and findings
+/// by severity.
 pub fn summary(out: &mut impl Write, r: &Report, exact: bool) -> io::Result<()> {
     let size = sizer(exact);
     let t = &r.totals;
+    let rc = &t.reclaimable;
     writeln!(
         out,
-        "{}: {} containers ({} running), writable {} (allocated {}), {} images, {} overlay mounts ({} not owned by a container)",
+        "{}: {} ({} running), {}, {}, {}",
         safe(&r.host.name),
-        t.containers,
+        plural(t.containers, "container", "containers"),
         t.containers_running,
-        size(t.writable_apparent_bytes),
-        size(t.writable_allocated_bytes),
-        t.images,
-        t.overlay_mounts,
-        t.unowned_mounts,
+        plural(t.images, "image", "images"),
+        plural(t.volumes, "volume", "volumes"),
+        plural(t.overlay_mounts, "overlay mount", "overlay mounts"),
     )?;
-    let dangling = r.images.iter().filter(|i| i.dangling).count() as u64;
-    let steps = r.images.iter().filter(|i| i.intermediate).count() as u64;
+    let dangling_volumes = r.volumes.iter().filter(|v| v.dangling).count() as u64;
+    let stopped = t.containers - t.containers_running;
     let count = |sev: &str| t.findings.get(sev).copied().unwrap_or(0);
-    let rows = [
-        [
-            "  writable layers".to_owned(),
-            size(t.writable_apparent_bytes),
-            format!(
-                "allocated {}, {}",
-                size(t.writable_allocated_bytes),
-                plural(t.containers, "container", "containers")
-            ),
-        ],
-        [
-            "  images".to_owned(),
-            size(t.image_bytes),
-            format!(
-                "{} ({} dangling, {} hidden build {})",
-                plural(t.images, "image", "images"),
-                dangling,
-                steps,
-                if steps == 1 { "step" } else { "steps" }
-            ),
-        ],
-        [
-            "  orphaned".to_owned(),
-            size(t.orphan_apparent_bytes),
-            format!(
-                "allocated {}, {} belonging to no image or container",
-                size(t.orphan_allocated_bytes),
-                plural(t.orphans, "entry", "entries")
-            ),
-        ],
-        ["  container logs".to_owned(), size(t.log_bytes), "json-file logs and their rotations".to_owned()],
-        [
-            "  findings".to_owned(),
-            (count("error") + count("warning") + count("info")).to_string(),
-            format!(
-                "{}, {}, {} info",
-                plural(count("error"), "error", "errors"),
-                plural(count("warning"), "warning", "warnings"),
-                count("info")
-            ),
-        ],
+    let analysed = r.containers.iter().any(|c| c.writable.as_ref().is_some_and(|w| w.copy_ups.is_some()));
+    let row = |name: &str, bytes: u64, reclaim: Option<u64>, how: String| {
+        [format!("  {name}"), size(bytes), reclaim.map_or("-".to_owned(), &size), how]
+    };
+    let mut rows = vec![
+        ["".to_owned(), "SIZE".to_owned(), "RECLAIMABLE".to_owned(), "HOW".to_owned()],
+        row(
+            "writable layers",
+            t.writable_apparent_bytes,
+            Some(rc.containers_bytes),
+            format!("docker container prune ({stopped} stopped)"),
+        ),
+        row("images", t.image_bytes, Some(rc.images_bytes), "docker image prune -a (unused)".to_owned()),
+        row(
+            "volumes",
+            t.volume_bytes,
+            Some(rc.volumes_bytes),
+            format!("docker volume prune ({dangling_volumes} dangling)"),
+        ),
+        row("build cache", t.build_cache_bytes, Some(rc.build_cache_bytes), "docker builder prune".to_owned()),
+        row("container logs", t.log_bytes, Some(rc.logs_bytes), "go with stopped containers".to_owned()),
+        row("orphaned", t.orphan_allocated_bytes, Some(rc.orphans_bytes), "by hand, see README".to_owned()),
     ];
-    write_rows(out, &rows, &[1])
+    if analysed {
+        rows.push(row(
+            "copied up",
+            t.copy_up_bytes,
+            None,
+            format!("of writable; {} same as image", size(t.copy_up_identical_bytes)),
+        ));
+        rows.push(row("shadowed", t.shadowed_bytes, None, "image files containers deleted".to_owned()));
+    }
+    rows.push([
+        "  findings".to_owned(),
+        (count("error") + count("warning") + count("info")).to_string(),
+        String::new(),
+        format!("{} errors, {} warnings, {} info", count("error"), count("warning"), count("info")),
+    ]);
+    write_rows(out, &rows, &[1, 2])?;
+    if t.data_root_allocated_bytes > 0 {
+        // Parts measured in allocated bytes; what is left is image and init layers and engine metadata.
+        let writable = t.writable_allocated_bytes;
+        let volumes = t.volume_allocated_bytes;
+        let cache: u64 = r.build_cache.iter().map(|b| b.allocated_bytes).sum();
+        let parts = writable + volumes + cache + t.orphan_allocated_bytes + t.log_bytes;
+        let text = format!(
+            "data root {} allocated = writable {} + volumes {} + build cache {} + orphans {} + logs {} + \
+             image layers and metadata {} (the rest). du -s of the data root counts more: it enters every \
+             running container's merged view.",
+            size(t.data_root_allocated_bytes),
+            size(writable),
+            size(volumes),
+            size(cache),
+            size(t.orphan_allocated_bytes),
+            size(t.log_bytes),
+            size(t.data_root_allocated_bytes.saturating_sub(parts)),
+        );
+        for (k, line) in crate::inspect::wrap(&text, 76).iter().enumerate() {
+            writeln!(out, "{}{line}", if k == 0 { "  " } else { "    " })?;
+        }
+    }
+    if t.copy_up_unverified_bytes > 0 {
+        writeln!(out, "  {} of copies not compared: raise --compare-budget", size(t.copy_up_unverified_bytes))?;
+    }
+    Ok(())
 }
 
 /// Every image, largest first: size, shared and unique bytes as `docker system df -v` counts them.

@@ -2,6 +2,9 @@
 //! `KEY=VALUE` datagrams to the unix socket named by `$NOTIFY_SOCKET` (a path, or `@name` for an abstract
 //! socket), and the watchdog period from `$WATCHDOG_USEC` (for this process only when `$WATCHDOG_PID` is
 //! unset or names it). Without `$NOTIFY_SOCKET` every call does nothing, so the same binary runs by hand.
+//!
+//! The socket is non-blocking: when the service manager does not read (its queue full, or a socket nobody
+//! serves), a message is dropped and counted rather than stalling the scan loop that sends it.
 
 use std::os::linux::net::SocketAddrExt;
 use std::os::unix::net::{SocketAddr, UnixDatagram};
@@ -12,6 +15,7 @@ pub struct Notifier {
     socket: Option<(UnixDatagram, SocketAddr, String)>,
     watchdog: Option<Duration>,
     warned: bool,
+    dropped: u64,
 }
 
 impl Notifier {
@@ -38,7 +42,7 @@ impl Notifier {
             .and_then(|u| u.trim().parse::<u64>().ok())
             .filter(|&u| u > 0)
             .map(Duration::from_micros);
-        Notifier { socket, watchdog, warned: false }
+        Notifier { socket, watchdog, warned: false, dropped: 0 }
     }
 
     /// The watchdog period the service manager expects pings within, if any.
@@ -46,13 +50,15 @@ impl Notifier {
         self.watchdog
     }
 
-    /// Sends one message (`READY=1`, `STATUS=…`, several lines at once). A failure is logged once: the
-    /// service manager going away must not stop the audit.
+    /// Sends one message (`READY=1`, `STATUS=…`, several lines at once), never waiting: a message the
+    /// socket cannot take now is dropped. A failure is logged once: the service manager going away must
+    /// not stop the audit.
     pub fn notify(&mut self, message: &str) {
         let Some((sock, addr, name)) = &self.socket else {
             return;
         };
         if let Err(e) = sock.send_to_addr(message.as_bytes(), addr) {
+            self.dropped += 1;
             if !self.warned {
                 tracing::warn!("cannot notify the service manager at {name}: {e}");
                 self.warned = true;
@@ -75,6 +81,7 @@ fn open(name: &str) -> std::io::Result<(UnixDatagram, SocketAddr)> {
         }
     };
     let sock = UnixDatagram::unbound()?;
+    sock.set_nonblocking(true)?;
     Ok((sock, addr))
 }
 
@@ -128,6 +135,22 @@ mod tests {
         assert_eq!(Notifier::new(None, Some("3000000"), Some("1")).watchdog(), None);
         assert_eq!(Notifier::new(None, Some("0"), None).watchdog(), None);
         assert_eq!(Notifier::new(None, Some("soon"), None).watchdog(), None);
+    }
+
+    #[test]
+    fn a_full_socket_drops_messages_instead_of_blocking() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("notify");
+        // Bound and never read: its queue fills after a few hundred datagrams.
+        let _listener = UnixDatagram::bind(&path).expect("bind");
+        let mut n = Notifier::new(path.to_str(), None, None);
+        let started = std::time::Instant::now();
+        for _ in 0..5000 {
+            n.notify("WATCHDOG=1");
+        }
+        assert!(started.elapsed() < Duration::from_secs(2), "sending blocked: {:?}", started.elapsed());
+        assert!(n.dropped > 0, "the queue never filled");
+        assert!(n.dropped < 5000, "nothing was delivered");
     }
 
     #[test]

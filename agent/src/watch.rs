@@ -1,6 +1,7 @@
 //! Noticing that the host changed, cheaply, so the agent can scan soon after instead of waiting for its
 //! interval: the kernel's mount table (it raises `POLLPRI` on `<proc>/1/mountinfo` at every mount and
-//! unmount in that namespace) and Docker's container set (a directory appears in or leaves
+//! unmount in that namespace; the table is then read again, and only a change among the mounts that matter
+//! to the audit counts — see [`Relevance`]) and Docker's container set (a directory appears in or leaves
 //! `<docker-root>/containers/` and `<docker-root>/image/overlay2/layerdb/mounts/`, watched with inotify).
 //!
 //! Both directories are watched without recursion on purpose: a running container writes its json-file log
@@ -14,6 +15,7 @@
 //! to `meta.db` count, since containerd updates its database in place.
 
 use crate::config::Config;
+use collector::mountinfo::parse_mountinfo;
 use collector::scan::under_root;
 use notify::event::{EventKind, ModifyKind};
 use notify::{RecursiveMode, Watcher};
@@ -57,7 +59,7 @@ impl HostWatch {
     /// Problems (no proc filesystem, no inotify) are logged: the agent still scans on its interval.
     pub fn start(config: &Config, tx: UnboundedSender<Change>) -> HostWatch {
         let mountinfo = under_root(&config.root, &config.proc_dir).join("1/mountinfo");
-        let mounts = match watch_mount_table(&mountinfo, tx.clone()) {
+        let mounts = match watch_mount_table(&mountinfo, Relevance::new(config), tx.clone()) {
             Ok(task) => Some(task),
             Err(e) => {
                 tracing::warn!("not watching {} for mounts: {e}; scanning on the interval only", mountinfo.display());
@@ -155,6 +157,60 @@ fn is_container_change(kind: &EventKind) -> bool {
     )
 }
 
+/// Which mounts a scan would see differently: overlay mounts anywhere (each is listed, owned or not), and
+/// any mount at, below or above an engine's storage root (a data root mounted or replaced, a container's
+/// `shm`, a volume under the root). A tmpfs mounted and unmounted elsewhere is none of these, and costs
+/// no scan.
+pub struct Relevance {
+    /// The engines' roots as the host names them: configured ones, or every default location.
+    roots: Vec<PathBuf>,
+}
+
+impl Relevance {
+    /// The roots `config` names, or the defaults it would read.
+    pub fn new(config: &Config) -> Relevance {
+        let opts = config.scan_options();
+        let mut roots = vec![opts.docker_root.clone()];
+        match &opts.podman_roots {
+            Some(r) => roots.extend(r.iter().cloned()),
+            None => {
+                roots.push(PathBuf::from("/var/lib/containers/storage"));
+                roots.extend(collector::podman::default_roots(&config.root));
+            }
+        }
+        match &opts.containerd_roots {
+            Some(r) => roots.extend(r.iter().cloned()),
+            None => roots.extend([PathBuf::from("/var/lib/containerd"), opts.docker_root.join("containerd/daemon")]),
+        }
+        roots.sort();
+        roots.dedup();
+        Relevance { roots }
+    }
+
+    fn matters(&self, entry: &collector::mountinfo::MountEntry) -> bool {
+        entry.is_overlay()
+            || self.roots.iter().any(|r| entry.mount_point.starts_with(r) || r.starts_with(&entry.mount_point))
+    }
+
+    /// The mounts that matter in a mountinfo text, one string each, sorted: two reads with equal
+    /// signatures would give equal scans as far as mounts go.
+    pub fn signature(&self, mountinfo: &[u8]) -> Vec<String> {
+        let (entries, _) = parse_mountinfo(mountinfo);
+        let mut sig: Vec<String> = entries
+            .iter()
+            .filter(|e| self.matters(e))
+            .map(|e| {
+                format!(
+                    "{:?} {:?} {:?} {} {:?} {:?} {:?}",
+                    e.mount_id, e.device, e.mount_point, e.fs_type, e.root, e.mount_options, e.super_options
+                )
+            })
+            .collect();
+        sig.sort();
+        sig
+    }
+}
+
 /// `PROC_SUPER_MAGIC` from `<linux/magic.h>`.
 const PROC_SUPER_MAGIC: i64 = 0x9fa0;
 
@@ -166,7 +222,11 @@ impl AsRawFd for Fd {
     }
 }
 
-fn watch_mount_table(path: &Path, tx: UnboundedSender<Change>) -> std::io::Result<JoinHandle<()>> {
+fn watch_mount_table(
+    path: &Path,
+    relevance: Relevance,
+    tx: UnboundedSender<Change>,
+) -> std::io::Result<JoinHandle<()>> {
     use std::os::unix::fs::OpenOptionsExt;
     // Non-blocking so that a path that is not procfs (a FIFO, say) can't hang the open.
     let file = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK).open(path)?;
@@ -182,11 +242,22 @@ fn watch_mount_table(path: &Path, tx: UnboundedSender<Change>) -> std::io::Resul
     }
     // SAFETY: `Fd` owns the descriptor, never closes or replaces it, and always returns the same one.
     let afd = unsafe { AsyncFd::register_with_interest(Fd(fd), Interest::PRIORITY) }.map_err(|e| e.into_parts().1)?;
+    let path = path.to_path_buf();
+    // Read afresh each time (a new open): the kernel builds the text at open and read.
+    let read = move || std::fs::read(&path).map(|text| relevance.signature(&text));
+    let mut last = read().ok();
     Ok(tokio::spawn(async move {
         loop {
             match afd.ready(Interest::PRIORITY).await {
                 Ok(mut guard) => {
                     guard.clear_ready();
+                    let now = read().ok();
+                    // A table that cannot be read may hide a change: scan to be sure.
+                    if now.is_some() && now == last {
+                        tracing::trace!("mount table changed, but not among the mounts that matter");
+                        continue;
+                    }
+                    last = now;
                     if tx.send(Change::MountTable).is_err() {
                         return;
                     }
@@ -198,4 +269,46 @@ fn watch_mount_table(path: &Path, tx: UnboundedSender<Change>) -> std::io::Resul
             }
         }
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Real lines (shortened ids) from a host running Docker at /srv/docker, plus a tmpfs a backup job mounts.
+    const BASE: &str = "\
+22 1 254:1 / / rw,relatime shared:1 - ext4 /dev/vda1 rw
+90 22 254:1 /srv/docker /srv/docker rw,relatime shared:1 - ext4 /dev/vda1 rw
+120 90 0:51 / /srv/docker/overlay2/3f2a/merged rw,relatime shared:60 - overlay overlay rw,lowerdir=/srv/docker/overlay2/l/AB:/srv/docker/overlay2/l/CD,upperdir=/srv/docker/overlay2/3f2a/diff,workdir=/srv/docker/overlay2/3f2a/work
+";
+
+    fn relevance() -> Relevance {
+        let config = Config { docker_root: Some(PathBuf::from("/srv/docker")), ..Config::default() };
+        Relevance::new(&config)
+    }
+
+    #[test]
+    fn a_tmpfs_elsewhere_leaves_the_signature_alone() {
+        let r = relevance();
+        let with_tmpfs = format!("{BASE}130 22 0:60 / /mnt/backup rw,relatime shared:70 - tmpfs none rw\n");
+        assert_eq!(r.signature(BASE.as_bytes()), r.signature(with_tmpfs.as_bytes()));
+        assert_eq!(r.signature(BASE.as_bytes()).len(), 3, "/, the data root and the overlay matter");
+    }
+
+    #[test]
+    fn overlays_anywhere_and_mounts_under_a_root_change_it() {
+        let r = relevance();
+        let base = r.signature(BASE.as_bytes());
+        for line in [
+            "131 22 0:61 / /home/u/merged rw - overlay overlay rw,lowerdir=/a,upperdir=/b,workdir=/c",
+            "132 90 0:62 / /srv/docker/containers/abc/mounts/shm rw,nosuid - tmpfs shm rw,size=65536k",
+            "133 22 0:63 / /srv rw - xfs /dev/vdb rw",
+        ] {
+            let text = format!("{BASE}{line}\n");
+            assert_ne!(r.signature(text.as_bytes()), base, "{line}");
+        }
+        // An unmounted container overlay changes it too.
+        let without: String = BASE.lines().take(2).map(|l| format!("{l}\n")).collect();
+        assert_ne!(r.signature(without.as_bytes()), base);
+    }
 }

@@ -18,11 +18,18 @@
 //!
 //! Consistency without a lock: bbolt is copy-on-write, so the pages the current meta reaches are never
 //! rewritten while that meta is current, but a commit during our read can reuse freed pages. The reader
-//! therefore reads the whole file, checks that the meta it chose is still the current one in a second read
-//! of the meta pages, and retries when it is not or when a page does not parse (a torn read).
+//! therefore reads the pages it needs on demand (positioned reads, never the whole file), checks that the
+//! meta it chose is still the current one when it is done, and retries when it is not or when a page does
+//! not parse (a torn read).
+//!
+//! Bounded by construction, whatever the file holds: every page is read at most once (a page reached twice
+//! means the file is not a tree: an error, not exponential work), and the entries and bytes taken from the
+//! file are budgeted by its size (a valid file stores each key and value once), so a crafted file costs at
+//! most time and memory in proportion to its size.
 
-use std::collections::BTreeMap;
-use std::io::{self, Read};
+use crate::hostfs::{FileKind, HostReadError, StoreDir};
+use std::collections::{BTreeMap, HashSet};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 const MAGIC: u32 = 0xED0C_DAED;
@@ -40,13 +47,16 @@ const ATTEMPTS: usize = 5;
 /// Why a bbolt file could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum BoltError {
+    /// The file could not be opened, or was refused (a FIFO, a device, a symlink, too large).
+    #[error("cannot read {0}")]
+    Open(HostReadError),
     /// The file could not be read.
     #[error("cannot read {}: {source}", path.display())]
     Io {
         /// The file.
         path: PathBuf,
         /// The cause.
-        source: io::Error,
+        source: std::io::Error,
     },
     /// The file is not a bbolt database, or is damaged beyond what retrying fixes.
     #[error("{}: not a readable bbolt database: {why}", path.display())]
@@ -56,6 +66,16 @@ pub enum BoltError {
         /// What was wrong.
         why: String,
     },
+}
+
+impl BoltError {
+    /// The finding code for this error: `metadata_refused` when the file was refused, else `fallback`.
+    pub fn code<'a>(&self, fallback: &'a str) -> &'a str {
+        match self {
+            BoltError::Open(e) => e.code(fallback),
+            _ => fallback,
+        }
+    }
 }
 
 /// A value or a nested bucket.
@@ -136,18 +156,57 @@ fn fnv1a64(bytes: &[u8]) -> u64 {
 }
 
 fn u16_at(b: &[u8], at: usize) -> Option<u16> {
-    Some(u16::from_le_bytes(b.get(at..at + 2)?.try_into().ok()?))
+    Some(u16::from_le_bytes(b.get(at..at.checked_add(2)?)?.try_into().ok()?))
 }
 fn u32_at(b: &[u8], at: usize) -> Option<u32> {
-    Some(u32::from_le_bytes(b.get(at..at + 4)?.try_into().ok()?))
+    Some(u32::from_le_bytes(b.get(at..at.checked_add(4)?)?.try_into().ok()?))
 }
 fn u64_at(b: &[u8], at: usize) -> Option<u64> {
-    Some(u64::from_le_bytes(b.get(at..at + 8)?.try_into().ok()?))
+    Some(u64::from_le_bytes(b.get(at..at.checked_add(8)?)?.try_into().ok()?))
+}
+
+/// Where pages come from: a file read with positioned reads, or bytes already in memory.
+trait Source {
+    /// The size in bytes.
+    fn size(&self) -> u64;
+    /// `len` bytes at `offset`, which the caller has checked lie inside [`Source::size`].
+    fn read_at(&self, offset: u64, len: usize) -> Result<Vec<u8>, String>;
+}
+
+impl Source for &[u8] {
+    fn size(&self) -> u64 {
+        <[u8]>::len(self) as u64
+    }
+    fn read_at(&self, offset: u64, len: usize) -> Result<Vec<u8>, String> {
+        let start = usize::try_from(offset).map_err(|_| "offset overflows")?;
+        let end = start.checked_add(len).ok_or("length overflows")?;
+        Ok(self.get(start..end).ok_or("read beyond the end")?.to_vec())
+    }
+}
+
+struct FileSource<'f> {
+    file: &'f std::fs::File,
+    len: u64,
+}
+
+impl Source for FileSource<'_> {
+    fn size(&self) -> u64 {
+        self.len
+    }
+    fn read_at(&self, offset: u64, len: usize) -> Result<Vec<u8>, String> {
+        let mut buf = vec![0u8; len];
+        self.file.read_exact_at(&mut buf, offset).map_err(|e| format!("read of {len} bytes at {offset}: {e}"))?;
+        Ok(buf)
+    }
 }
 
 /// The meta at byte `offset`, if its magic, version and checksum are right.
-fn meta_at(file: &[u8], offset: usize) -> Result<Meta, String> {
-    let m = file.get(offset + PAGE_HEADER..offset + PAGE_HEADER + 64).ok_or("file too short for a meta page")?;
+fn meta_at(src: &dyn Source, offset: u64) -> Result<Meta, String> {
+    if offset + (PAGE_HEADER + 64) as u64 > src.size() {
+        return Err("file too short for a meta page".into());
+    }
+    let page = src.read_at(offset, PAGE_HEADER + 64)?;
+    let m = &page[PAGE_HEADER..];
     let word = |at| u32_at(m, at).unwrap_or(0);
     if word(0) != MAGIC {
         return Err(format!("bad magic {:#x}", word(0)));
@@ -169,13 +228,17 @@ fn meta_at(file: &[u8], offset: usize) -> Result<Meta, String> {
 
 /// The current meta: the valid one of pages 0 and 1 with the higher txid. Page 1 sits at `page_size`,
 /// which is only known from page 0 — or, when page 0 is torn, guessed from the common sizes.
-fn current_meta(file: &[u8]) -> Result<Meta, String> {
-    let first = meta_at(file, 0);
+fn current_meta(src: &dyn Source) -> Result<Meta, String> {
+    let first = meta_at(src, 0);
     let sizes: Vec<usize> = match &first {
         Ok(m) => vec![m.page_size],
         Err(_) => vec![4096, 8192, 16384, 65536],
     };
-    let second = sizes.iter().map(|&s| meta_at(file, s)).find(Result::is_ok).unwrap_or_else(|| meta_at(file, sizes[0]));
+    let second = sizes
+        .iter()
+        .map(|&s| meta_at(src, s as u64))
+        .find(Result::is_ok)
+        .unwrap_or_else(|| meta_at(src, sizes[0] as u64));
     match (first, second) {
         (Ok(a), Ok(b)) => Ok(if b.txid > a.txid { b } else { a }),
         (Ok(a), Err(_)) => Ok(a),
@@ -185,46 +248,88 @@ fn current_meta(file: &[u8]) -> Result<Meta, String> {
 }
 
 struct Reader<'a> {
-    file: &'a [u8],
+    src: &'a dyn Source,
     page_size: usize,
+    /// Pages read so far: each page of a tree is reached once.
+    visited: HashSet<u64>,
+    /// Elements that may still be visited, and bytes that may still be taken, before the file is declared
+    /// to hold more than its size allows.
+    elements_left: u64,
+    bytes_left: u64,
 }
 
 impl Reader<'_> {
-    /// The bytes of page `id`, overflow pages included.
-    fn page(&self, id: u64) -> Result<&[u8], String> {
-        let start = usize::try_from(id).ok().and_then(|i| i.checked_mul(self.page_size)).ok_or("page id overflows")?;
-        let head = self.file.get(start..start + PAGE_HEADER).ok_or_else(|| format!("page {id} is beyond the file"))?;
-        let stored_id = u64_at(head, 0).unwrap_or(u64::MAX);
+    fn new(src: &dyn Source, page_size: usize) -> Reader<'_> {
+        let len = src.size();
+        Reader {
+            src,
+            page_size,
+            visited: HashSet::new(),
+            elements_left: len / ELEMENT as u64 + 1024,
+            bytes_left: len.saturating_mul(2).saturating_add(1 << 20),
+        }
+    }
+
+    /// The bytes of page `id`, overflow pages included; each page only once.
+    fn page(&mut self, id: u64) -> Result<Vec<u8>, String> {
+        if !self.visited.insert(id) {
+            return Err(format!("page {id} is reached twice: the file is not a tree (damaged or crafted)"));
+        }
+        let ps = self.page_size as u64;
+        let start = id.checked_mul(ps).ok_or("page id overflows")?;
+        if start.checked_add(PAGE_HEADER as u64).is_none_or(|end| end > self.src.size()) {
+            return Err(format!("page {id} is beyond the file"));
+        }
+        let head = self.src.read_at(start, PAGE_HEADER)?;
+        let stored_id = u64_at(&head, 0).unwrap_or(u64::MAX);
         if stored_id != id {
             return Err(format!("page {id} says it is page {stored_id}"));
         }
-        let overflow = u32_at(head, 12).unwrap_or(0) as usize;
-        let len = (overflow + 1).checked_mul(self.page_size).ok_or("overflow count overflows")?;
-        self.file.get(start..start + len).ok_or_else(|| format!("page {id} (+{overflow} overflow) is beyond the file"))
+        let overflow = u64::from(u32_at(&head, 12).unwrap_or(0));
+        let len = (overflow + 1).checked_mul(ps).ok_or("overflow count overflows")?;
+        if start.checked_add(len).is_none_or(|end| end > self.src.size()) {
+            return Err(format!("page {id} (+{overflow} overflow) is beyond the file"));
+        }
+        self.src.read_at(start, usize::try_from(len).map_err(|_| "page too large")?)
+    }
+
+    fn take(&mut self, elements: u64, bytes: u64) -> Result<(), String> {
+        match (self.elements_left.checked_sub(elements), self.bytes_left.checked_sub(bytes)) {
+            (Some(e), Some(b)) => {
+                self.elements_left = e;
+                self.bytes_left = b;
+                Ok(())
+            }
+            _ => Err("the tree holds more than a file of this size can: damaged or crafted".into()),
+        }
     }
 
     /// Every entry reachable from the page `page` (a branch or leaf page, or an inline bucket's page).
-    fn collect(&self, page: &[u8], depth: usize, out: &mut Bucket) -> Result<(), String> {
+    fn collect(&mut self, page: &[u8], depth: usize, out: &mut Bucket) -> Result<(), String> {
         if depth > MAX_DEPTH {
             return Err("tree deeper than any real database: a loop?".into());
         }
         let flags = u16_at(page, 8).ok_or("page header truncated")?;
         let count = usize::from(u16_at(page, 10).ok_or("page header truncated")?);
         for i in 0..count {
+            self.take(1, 0)?;
             let at = PAGE_HEADER + i * ELEMENT;
             let elem = page.get(at..at + ELEMENT).ok_or("element beyond its page")?;
             if flags & FLAG_BRANCH != 0 {
                 let child = u64_at(elem, 8).unwrap_or(0);
                 let child_page = self.page(child)?;
-                self.collect(child_page, depth + 1, out)?;
+                self.collect(&child_page, depth + 1, out)?;
             } else if flags & FLAG_LEAF != 0 {
                 let eflags = u32_at(elem, 0).unwrap_or(0);
                 let pos = u32_at(elem, 4).unwrap_or(0) as usize;
                 let ksize = u32_at(elem, 8).unwrap_or(0) as usize;
                 let vsize = u32_at(elem, 12).unwrap_or(0) as usize;
                 let kstart = at.checked_add(pos).ok_or("key offset overflows")?;
-                let key = page.get(kstart..kstart + ksize).ok_or("key beyond its page")?;
-                let value = page.get(kstart + ksize..kstart + ksize + vsize).ok_or("value beyond its page")?;
+                let kend = kstart.checked_add(ksize).ok_or("key size overflows")?;
+                let vend = kend.checked_add(vsize).ok_or("value size overflows")?;
+                let key = page.get(kstart..kend).ok_or("key beyond its page")?;
+                let value = page.get(kend..vend).ok_or("value beyond its page")?;
+                self.take(0, (ksize + vsize) as u64)?;
                 let node = if eflags & BUCKET_LEAF != 0 {
                     Node::Bucket(self.bucket(value, depth + 1)?)
                 } else {
@@ -239,7 +344,7 @@ impl Reader<'_> {
     }
 
     /// A nested bucket from its value: a header, then (inline) its page.
-    fn bucket(&self, value: &[u8], depth: usize) -> Result<Bucket, String> {
+    fn bucket(&mut self, value: &[u8], depth: usize) -> Result<Bucket, String> {
         let root = u64_at(value, 0).ok_or("bucket header truncated")?;
         let mut b = Bucket::default();
         if root == 0 {
@@ -249,43 +354,49 @@ impl Reader<'_> {
             }
         } else {
             let page = self.page(root)?;
-            self.collect(page, depth, &mut b)?;
+            self.collect(&page, depth, &mut b)?;
         }
         Ok(b)
     }
 }
 
-/// Parses a whole bbolt file held in memory.
-pub fn parse(file: &[u8]) -> Result<BoltDb, String> {
-    let meta = current_meta(file)?;
-    let reader = Reader { file, page_size: meta.page_size };
+fn parse_source(src: &dyn Source) -> Result<BoltDb, String> {
+    let meta = current_meta(src)?;
+    let mut reader = Reader::new(src, meta.page_size);
     let mut root = Bucket::default();
     let page = reader.page(meta.root)?;
-    reader.collect(page, 0, &mut root)?;
+    reader.collect(&page, 0, &mut root)?;
     Ok(BoltDb { txid: meta.txid, root })
 }
 
-fn read_all(path: &Path) -> Result<Vec<u8>, BoltError> {
-    let mut buf = Vec::new();
-    std::fs::File::open(path)
-        .and_then(|mut f| f.read_to_end(&mut buf))
-        .map_err(|source| BoltError::Io { path: path.to_owned(), source })?;
-    Ok(buf)
+/// Parses a whole bbolt file held in memory.
+pub fn parse(file: &[u8]) -> Result<BoltDb, String> {
+    parse_source(&file)
 }
 
-/// Reads the bbolt file at `path` without locking it, retrying while a commit tears the read.
-pub fn read(path: &Path) -> Result<BoltDb, BoltError> {
+/// Reads the bbolt file at `path` under the store `dir` without locking it, page by page, retrying while a
+/// commit tears the read. The file is opened as every metadata file is ([`StoreDir::open_file`]).
+pub fn read_in(dir: &StoreDir, path: &Path) -> Result<BoltDb, BoltError> {
+    let (file, _) = dir.open_file(path, FileKind::Database).map_err(BoltError::Open)?;
     let mut last = String::new();
     for attempt in 0..ATTEMPTS {
         if attempt > 0 {
             std::thread::sleep(std::time::Duration::from_millis(20 << attempt));
         }
-        let file = read_all(path)?;
-        match parse(&file) {
+        // The size is taken again on each attempt: a commit may have grown the file.
+        let len = file.metadata().map_err(|source| BoltError::Io { path: path.to_owned(), source })?.len();
+        let cap = dir.cap(FileKind::Database);
+        if len > cap {
+            return Err(BoltError::Open(HostReadError::Refused {
+                path: path.to_owned(),
+                why: format!("{len} bytes, more than the {cap} bytes such a file may hold here"),
+            }));
+        }
+        let src = FileSource { file: &file, len };
+        match parse_source(&src) {
             Ok(db) => {
                 // A commit after our read began may have reused pages we read: the meta must not have moved.
-                let again = read_all(path)?;
-                if current_meta(&again).is_ok_and(|m| m.txid == db.txid) {
+                if current_meta(&src).is_ok_and(|m| m.txid == db.txid) {
                     return Ok(db);
                 }
                 last = "the database changed while it was read".into();
@@ -294,6 +405,14 @@ pub fn read(path: &Path) -> Result<BoltDb, BoltError> {
         }
     }
     Err(BoltError::Format { path: path.to_owned(), why: format!("{last} (after {ATTEMPTS} attempts)") })
+}
+
+/// Reads the bbolt file at `path` (its directory taken as the store), as [`read_in`] does.
+pub fn read(path: &Path) -> Result<BoltDb, BoltError> {
+    let io = |source| BoltError::Io { path: path.to_owned(), source };
+    let path = &std::env::current_dir().map_err(io)?.join(path);
+    let dir = StoreDir::open(path.parent().unwrap_or(Path::new("/"))).map_err(io)?;
+    read_in(&dir, path)
 }
 
 /// An unsigned varint (Go's `binary.Uvarint`), as containerd stores ids.
@@ -420,6 +539,85 @@ mod tests {
         let mut file = fixture(1, 2);
         file.truncate(6 * PS);
         assert!(parse(&file).expect_err("page 6 missing").contains("beyond the file"));
+    }
+
+    /// Meta pages and an empty freelist page, then `pages` from page 3 on; the root is page 3.
+    fn file_of(pages: &[Vec<u8>]) -> Vec<u8> {
+        let mut file = Vec::new();
+        file.extend(meta(0, 3, 1));
+        file.extend(meta(1, 3, 2));
+        file.extend(vec![0u8; PS]);
+        for p in pages {
+            file.extend(p);
+        }
+        file
+    }
+
+    #[test]
+    fn a_page_reached_twice_is_an_error_not_exponential_work() {
+        // Branch page 3 names leaf page 4 twice: in a 2^n DAG the same happens at every level.
+        let dag = file_of(&[
+            page(3, FLAG_BRANCH, &[(0, b"a", &4u64.to_le_bytes()), (0, b"b", &4u64.to_le_bytes())], 0),
+            page(4, FLAG_LEAF, &[(0, b"a", b"1")], 0),
+        ]);
+        assert!(parse(&dag).expect_err("a DAG").contains("reached twice"));
+        // Two buckets sharing one root page: the nested-bucket DAG.
+        let buckets = file_of(&[
+            page(3, FLAG_LEAF, &[(BUCKET_LEAF, b"x", &header(4)), (BUCKET_LEAF, b"y", &header(4))], 0),
+            page(4, FLAG_LEAF, &[(0, b"k", b"v")], 0),
+        ]);
+        assert!(parse(&buckets).expect_err("a DAG").contains("reached twice"));
+    }
+
+    /// An inline bucket whose page has `fanout` elements all pointing at one nested inline bucket, `levels`
+    /// deep: a few kilobytes that would stand for fanout^levels entries.
+    fn inline_tower(levels: usize, fanout: usize) -> Vec<u8> {
+        let mut value = header(0);
+        value.extend(page(0, FLAG_LEAF, &[(0, b"k", b"v")], 0).into_iter().take(PAGE_HEADER + ELEMENT + 2));
+        for _ in 0..levels {
+            let mut p = vec![0u8; PAGE_HEADER + fanout * ELEMENT];
+            p[8..10].copy_from_slice(&FLAG_LEAF.to_le_bytes());
+            p[10..12].copy_from_slice(&(fanout as u16).to_le_bytes());
+            let data = p.len();
+            for i in 0..fanout {
+                let at = PAGE_HEADER + i * ELEMENT;
+                p[at..at + 4].copy_from_slice(&BUCKET_LEAF.to_le_bytes());
+                p[at + 4..at + 8].copy_from_slice(&((data - at) as u32).to_le_bytes());
+                p[at + 8..at + 12].copy_from_slice(&1u32.to_le_bytes());
+                p[at + 12..at + 16].copy_from_slice(&(value.len() as u32).to_le_bytes());
+            }
+            p.push(b'k');
+            p.extend(&value);
+            value = header(0);
+            value.extend(p);
+        }
+        value
+    }
+
+    #[test]
+    fn shared_inline_buckets_are_bounded_by_the_files_size() {
+        let tower = inline_tower(40, 2);
+        assert!(tower.len() < PS - 64, "the crafted value fits one page ({} bytes)", tower.len());
+        let file = file_of(&[page(3, FLAG_LEAF, &[(BUCKET_LEAF, b"t", &tower)], 0)]);
+        let err = parse(&file).expect_err("2^40 entries from a 16 KiB file");
+        assert!(err.contains("more than a file of this size can"), "{err}");
+        // A few levels are within budget and read as what they are.
+        let small = file_of(&[page(3, FLAG_LEAF, &[(BUCKET_LEAF, b"t", &inline_tower(2, 2))], 0)]);
+        let db = parse(&small).expect("small tower parses");
+        assert_eq!(db.root.bucket(&[b"t", b"k", b"k"]).and_then(|b| b.value(b"k")), Some(&b"v"[..]));
+    }
+
+    #[test]
+    fn a_file_is_read_from_disk_page_by_page() {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let path = tmp.path().join("meta.db");
+        let mut bytes = fixture(4, 5);
+        // Padding the file adds nothing to read: only reachable pages are.
+        bytes.resize(bytes.len() + 64 * PS, 0);
+        std::fs::write(&path, &bytes).expect("write");
+        let db = read(&path).expect("reads");
+        assert_eq!(db.txid, 5);
+        assert_eq!(db.root.bucket(&[b"n"]).and_then(|b| b.value(b"k")), Some(&b"inline value"[..]));
     }
 
     #[test]

@@ -79,22 +79,34 @@ pub trait Engine {
     }
 }
 
-/// Every path a live mount uses: mountpoints, upperdirs, workdirs, lowerdirs, data-only layers. An orphan
-/// candidate is never one of these and never contains one.
+/// Every path a live mount uses (mountpoints, upperdirs, workdirs, lowerdirs, data-only layers) and every
+/// directory above one: an orphan candidate is never one of these, since it would be or contain a live
+/// path. Holding the ancestors makes each look-up one hash probe, whatever the size of the mount table.
 pub fn live_paths(mounts: &[MountEntry], overlays: &[OverlayMount]) -> HashSet<std::path::PathBuf> {
-    let mut out: HashSet<std::path::PathBuf> = mounts.iter().map(|m| m.mount_point.clone()).collect();
+    let mut out: HashSet<std::path::PathBuf> = HashSet::new();
+    let mut add = |p: &Path| {
+        for a in p.ancestors() {
+            // Once one ancestor is in, so are all above it.
+            if !out.insert(a.to_owned()) {
+                break;
+            }
+        }
+    };
+    for m in mounts {
+        add(&m.mount_point);
+    }
     for o in overlays {
-        out.extend(o.layers.lower.iter().cloned());
-        out.extend(o.layers.data_only.iter().cloned());
-        out.extend(o.layers.upper.iter().cloned());
-        out.extend(o.layers.work.iter().cloned());
+        let l = &o.layers;
+        for p in l.lower.iter().chain(&l.data_only).chain(&l.upper).chain(&l.work) {
+            add(p);
+        }
     }
     out
 }
 
-/// Whether `dir` is or contains a live path.
+/// Whether `dir` is or contains a live path, `live` being [`live_paths`].
 pub fn in_use(dir: &Path, live: &HashSet<std::path::PathBuf>) -> bool {
-    live.iter().any(|p| p.starts_with(dir))
+    live.contains(dir)
 }
 
 /// A store named on the command line that cannot be read.
@@ -118,8 +130,8 @@ pub fn open_engines(opts: &ScanOptions, findings: &mut Findings) -> Result<Vec<B
         None => (crate::podman::default_roots(&opts.root), false),
     };
     for host_path in podman {
-        let path = crate::scan::under_root(&opts.root, &host_path);
-        match crate::podman::PodmanStore::open(&path, &host_path, findings) {
+        let path = crate::hostfs::under_root(&opts.root, &host_path);
+        match crate::podman::PodmanStore::open(&opts.root, &host_path, findings) {
             Ok(s) => out.push(Box::new(s)),
             Err(why) if named => return Err(EngineRootError { engine: "podman", path, why }),
             Err(why) => findings.warn("engine_root_unreadable", why, Some(&host_path)),
@@ -130,7 +142,7 @@ pub fn open_engines(opts: &ScanOptions, findings: &mut Findings) -> Result<Vec<B
         None => (crate::containerd::default_roots(&opts.root, &opts.docker_root), false),
     };
     for host_path in containerd {
-        let path = crate::scan::under_root(&opts.root, &host_path);
+        let path = crate::hostfs::under_root(&opts.root, &host_path);
         match crate::containerd::ContainerdStore::open(&path, &host_path, findings) {
             Ok(s) => out.push(Box::new(s)),
             Err(why) if named => return Err(EngineRootError { engine: "containerd", path, why }),
@@ -337,6 +349,17 @@ pub fn writable_report(
             Some(upperdir),
         );
     }
+    if crate::bytes::is_capped(usage.apparent_bytes) || crate::bytes::is_capped(usage.allocated_bytes) {
+        findings.warn(
+            "size_capped",
+            format!(
+                "container {who}: the writable layer's files add up to {} bytes or more (sparse files claim up to \
+                 that each); the figure is held there instead of wrapping",
+                crate::bytes::BYTES_CAP
+            ),
+            Some(upperdir),
+        );
+    }
     if usage.mount_points > 0 {
         findings.info(
             "writable_layer_has_mount_points",
@@ -356,5 +379,7 @@ pub fn writable_report(
         lowerdirs,
         engine_bytes: engine_bytes(&usage),
         usage,
+        copy_ups: None,
+        shadowed: None,
     }
 }

@@ -8,20 +8,25 @@
 #![deny(missing_docs)]
 
 pub mod bbolt;
+pub mod bytes;
 pub mod containerd;
+pub mod copyup;
 pub mod digest;
 pub mod docker;
 pub mod engine;
 pub mod finding;
+pub mod hostfs;
+pub mod layer_state;
 pub mod mount_table;
 pub mod mountinfo;
 pub mod overlay;
 pub mod podman;
 pub mod report;
 pub mod scan;
+pub mod space;
 pub mod usage;
 pub mod walk;
 
 pub use finding::{Finding, Severity};
 pub use report::Report;
-pub use scan::{scan, ScanError, ScanOptions};
+pub use scan::{scan, scan_with, KnownUsages, ScanError, ScanOptions};

@@ -37,6 +37,60 @@ pub struct Report {
     pub totals: Totals,
     /// How long the scan took, in milliseconds.
     pub scan_duration_ms: u64,
+    /// Docker's local volumes, largest first (`report` only; empty from `run`).
+    #[serde(default)]
+    pub volumes: Vec<VolumeReport>,
+    /// BuildKit's build cache records in the Docker data root, largest first (`report` only).
+    #[serde(default)]
+    pub build_cache: Vec<BuildCacheRecord>,
+}
+
+/// One local volume.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct VolumeReport {
+    /// Its name (64 hex for an anonymous volume).
+    pub name: String,
+    /// Its `_data` directory, as the host names it.
+    pub path: String,
+    /// Bytes as `docker system df -v` counts them (the `SizeRw` rule).
+    pub apparent_bytes: u64,
+    /// Allocated bytes, each inode once.
+    pub allocated_bytes: u64,
+    /// Containers whose record mounts it, running or not (their number is Docker's `LINKS`).
+    pub containers: Vec<String>,
+    /// No container mounts it: `docker volume prune` removes it.
+    pub dangling: bool,
+    /// Made by the engine for a container (`-v /path`, an image's `VOLUME`), named by 64 hex.
+    pub anonymous: bool,
+    /// Entries that could not be read.
+    pub errors: u64,
+}
+
+/// One BuildKit build cache record, as `docker system df -v` lists it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BuildCacheRecord {
+    /// Record id (`CACHE ID`).
+    pub id: String,
+    /// `regular`, `source.local`, `exec.cachemount`, … (`CACHE TYPE`).
+    pub kind: String,
+    /// What made it (`mount / from exec /bin/sh -c …`).
+    pub description: String,
+    /// Parent record.
+    pub parent: Option<String>,
+    /// Its data is an image layer: counted with the images, not freed by `docker builder prune`.
+    pub shared: bool,
+    /// Bytes (`SIZE`).
+    pub size_bytes: u64,
+    /// Allocated bytes of its own directory (0 when shared).
+    pub allocated_bytes: u64,
+    /// Its own overlay2 directory, when it has one.
+    pub path: Option<String>,
+    /// When it was made.
+    pub created: Option<String>,
+    /// When a build last used it.
+    pub last_used: Option<String>,
+    /// How many builds used it.
+    pub usage_count: u64,
 }
 
 /// The audited host.
@@ -170,6 +224,14 @@ pub struct WritableReport {
     /// What the walk counted.
     #[serde(flatten)]
     pub usage: WritableUsage,
+    /// Entries that also exist in a lower layer (copied up), their content compared with the lower copy;
+    /// null when not analysed (`ovlaudit run`, or `report --no-copy-ups`).
+    #[serde(default)]
+    pub copy_ups: Option<crate::copyup::CopyUps>,
+    /// Lower-layer bytes hidden by this layer's whiteouts, opaque directories and replacements; null when
+    /// not analysed.
+    #[serde(default)]
+    pub shadowed: Option<crate::copyup::Shadowed>,
 }
 
 /// A container's init layer.
@@ -295,6 +357,24 @@ pub struct Orphan {
     pub modified: Option<String>,
 }
 
+/// What removing things would free, per section (apparent bytes, as `docker system df` counts them; the
+/// orphans' allocated bytes).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reclaimable {
+    /// `SizeRw` of the containers that are not running: `docker container prune`.
+    pub containers_bytes: u64,
+    /// Bytes of the image layers that no container's image holds: `docker image prune -a`.
+    pub images_bytes: u64,
+    /// Dangling volumes: `docker volume prune`.
+    pub volumes_bytes: u64,
+    /// Build cache records not shared with images: `docker builder prune`.
+    pub build_cache_bytes: u64,
+    /// The json-file logs of containers that are not running, removed with them.
+    pub logs_bytes: u64,
+    /// Orphans (allocated): only by hand, after reading why each is one.
+    pub orphans_bytes: u64,
+}
+
 /// Sums over the report.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Totals {
@@ -330,6 +410,42 @@ pub struct Totals {
     /// Sum of the containers' `log_bytes`.
     #[serde(default)]
     pub log_bytes: u64,
+    /// Sum of the writable layers' `copy_ups.bytes` (0 when not analysed).
+    #[serde(default)]
+    pub copy_up_bytes: u64,
+    /// Sum of `copy_ups.identical_bytes`: copies byte-identical to the image's, removable by recreating
+    /// the container (or by a metadata change in the image instead).
+    #[serde(default)]
+    pub copy_up_identical_bytes: u64,
+    /// Sum of `copy_ups.unverified_bytes`: same size as the lower copy, not compared (budget spent).
+    #[serde(default)]
+    pub copy_up_unverified_bytes: u64,
+    /// Bytes read to compare copy-ups with their lower copies (from each side).
+    #[serde(default)]
+    pub copy_up_compared_bytes: u64,
+    /// Sum of the writable layers' `shadowed.bytes`: image bytes containers deleted or hid, still on disk.
+    #[serde(default)]
+    pub shadowed_bytes: u64,
+    /// Local volumes.
+    #[serde(default)]
+    pub volumes: u64,
+    /// Sum of the volumes' `apparent_bytes`.
+    #[serde(default)]
+    pub volume_bytes: u64,
+    /// Sum of the volumes' `allocated_bytes`.
+    #[serde(default)]
+    pub volume_allocated_bytes: u64,
+    /// Sum of the build cache records' `size_bytes` that are not shared with images.
+    #[serde(default)]
+    pub build_cache_bytes: u64,
+    /// Allocated bytes of the whole Docker data root, each inode once, mount points (the containers'
+    /// `merged/` views) not crossed; 0 when not measured. `du -s` of the data root counts more: it enters
+    /// every running container's merged view and counts its image and writable files again.
+    #[serde(default)]
+    pub data_root_allocated_bytes: u64,
+    /// What removing things would free, per section, as `docker system df` counts RECLAIMABLE.
+    #[serde(default)]
+    pub reclaimable: Reclaimable,
     /// Findings by severity.
     pub findings: BTreeMap<String, u64>,
 }

@@ -6,9 +6,10 @@ use crate::docker::nested::{nested_overlays, nested_roots, open_nested, NestedRo
 use crate::docker::{DockerRoot, DockerStore, StoreError};
 use crate::engine::{next_usage, Engine, HostView, LayerSpec, Usages};
 use crate::finding::{Findings, Severity};
+pub use crate::hostfs::under_root;
 use crate::mount_table::{read_mount_table, LayerAnchors, OverlayMount};
 use crate::report::*;
-use crate::usage::OverlayXattrs;
+use crate::usage::{OverlayXattrs, UsageError, WritableUsage};
 use crate::walk::{worker_threads, Walk};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -68,16 +69,20 @@ pub enum ScanError {
     Engine(#[from] crate::engine::EngineRootError),
 }
 
-/// `root` joined with an absolute host path.
-pub fn under_root(root: &Path, host_path: &Path) -> PathBuf {
-    match host_path.strip_prefix("/") {
-        Ok(rel) => root.join(rel),
-        Err(_) => root.join(host_path),
-    }
+/// Writable-layer usages known without a walk (the agent's incremental state): for each layer of the
+/// scan, its usage, or `None` to have it walked.
+pub trait KnownUsages {
+    /// One entry per layer of `layers`, in order.
+    fn known(&mut self, layers: &[LayerSpec]) -> Vec<Option<Result<WritableUsage, UsageError>>>;
 }
 
 /// Audits the host.
 pub fn scan(opts: &ScanOptions) -> Result<Report, ScanError> {
+    scan_with(opts, None)
+}
+
+/// Audits the host, taking the usages `known` has instead of walking those layers.
+pub fn scan_with(opts: &ScanOptions, known: Option<&mut dyn KnownUsages>) -> Result<Report, ScanError> {
     let started = Instant::now();
     let generated_at = rfc3339(SystemTime::now());
     let mut findings = Findings::default();
@@ -147,7 +152,19 @@ pub fn scan(opts: &ScanOptions) -> Result<Report, ScanError> {
     // the walk's, and many small layers of several stores keep every walker busy.
     let plans: Vec<Vec<LayerSpec>> = engines.iter().map(|e| e.writable_layers()).collect();
     let counts: Vec<usize> = plans.iter().map(Vec::len).collect();
-    let walk = Walk::new(plans.into_iter().flatten().collect(), opts.top_files, None);
+    let specs: Vec<LayerSpec> = plans.into_iter().flatten().collect();
+    let mut known = known.map(|k| k.known(&specs)).unwrap_or_default();
+    known.resize_with(specs.len(), || None);
+    // Index into the walk of each layer that is walked.
+    let mut walked = Vec::with_capacity(specs.len());
+    let mut to_walk = Vec::new();
+    for (spec, k) in specs.into_iter().zip(&known) {
+        walked.push(k.is_none().then_some(to_walk.len()));
+        if k.is_none() {
+            to_walk.push(spec);
+        }
+    }
+    let walk = Walk::new(to_walk, opts.top_files, None);
     std::thread::scope(|s| {
         walk.spawn_workers(s, worker_threads(opts.threads).min(walk.len()));
         // Orphans need no usage: looked for first, while the walk is in its early layers.
@@ -156,12 +173,15 @@ pub fn scan(opts: &ScanOptions) -> Result<Report, ScanError> {
         }
         let mut first = 0;
         for (engine, n) in engines.iter().zip(counts) {
-            let mut usages = (first..first + n).map(|i| walk.take(i));
+            let mut usages = (first..first + n).map(|i| match known.get_mut(i).and_then(Option::take) {
+                Some(u) => u,
+                None => walk.take(walked.get(i).copied().flatten().unwrap_or(usize::MAX)),
+            });
             first += n;
             let mine = engine.containers(&host, &mut usages, &mut owned, &mut findings);
             let (imgs, bytes) = engine.images(&mine, &mut findings);
             images.extend(imgs);
-            image_bytes += bytes;
+            image_bytes = crate::bytes::add(image_bytes, bytes);
             containers.extend(mine);
         }
     });
@@ -191,26 +211,23 @@ pub fn scan(opts: &ScanOptions) -> Result<Report, ScanError> {
     let totals = Totals {
         containers: containers.len() as u64,
         containers_running: containers.iter().filter(|c| c.state == "running").count() as u64,
-        writable_apparent_bytes: containers
-            .iter()
-            .filter_map(|c| c.writable.as_ref())
-            .map(|w| w.usage.apparent_bytes)
-            .sum(),
-        writable_allocated_bytes: containers
-            .iter()
-            .filter_map(|c| c.writable.as_ref())
-            .map(|w| w.usage.allocated_bytes)
-            .sum(),
+        writable_apparent_bytes: crate::bytes::sum(
+            containers.iter().filter_map(|c| c.writable.as_ref()).map(|w| w.usage.apparent_bytes),
+        ),
+        writable_allocated_bytes: crate::bytes::sum(
+            containers.iter().filter_map(|c| c.writable.as_ref()).map(|w| w.usage.allocated_bytes),
+        ),
         images: images.len() as u64,
         overlay_mounts: overlays.len() as u64,
         overlay_mount_points: overlays.iter().map(|m| m.mount_points.len() as u64).sum(),
         unowned_mounts: unowned_mounts.len() as u64,
         image_bytes,
         orphans: orphans.len() as u64,
-        orphan_apparent_bytes: orphans.iter().map(|o| o.apparent_bytes).sum(),
-        orphan_allocated_bytes: orphans.iter().map(|o| o.allocated_bytes).sum(),
-        log_bytes: containers.iter().filter_map(|c| c.log_bytes).sum(),
+        orphan_apparent_bytes: crate::bytes::sum(orphans.iter().map(|o| o.apparent_bytes)),
+        orphan_allocated_bytes: crate::bytes::sum(orphans.iter().map(|o| o.allocated_bytes)),
+        log_bytes: crate::bytes::sum(containers.iter().filter_map(|c| c.log_bytes)),
         findings: by_severity,
+        ..Totals::default()
     };
     Ok(Report {
         schema: REPORT_SCHEMA.to_owned(),
@@ -229,6 +246,8 @@ pub fn scan(opts: &ScanOptions) -> Result<Report, ScanError> {
         findings,
         totals,
         scan_duration_ms: started.elapsed().as_millis() as u64,
+        volumes: Vec::new(),
+        build_cache: Vec::new(),
     })
 }
 
@@ -256,6 +275,7 @@ pub(crate) fn docker_writable_layers(store: &DockerStore) -> Vec<LayerSpec> {
         .map(|id| LayerSpec {
             upperdir: store.layerdb.rw_layers.get(id).map(|rw| store.layer_dir(&rw.mount_id).join("diff")),
             xattrs: OverlayXattrs::Trusted,
+            beneath: Some(store.dir.clone()),
         })
         .collect()
 }
@@ -519,11 +539,5 @@ mod tests {
         assert_eq!(rfc3339(SystemTime::UNIX_EPOCH), "1970-01-01T00:00:00Z");
         assert_eq!(rfc3339(SystemTime::UNIX_EPOCH + Duration::from_secs(951_782_400)), "2000-02-29T00:00:00Z");
         assert_eq!(rfc3339(SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_883_582)), "2026-11-28T16:33:02Z");
-    }
-
-    #[test]
-    fn under_root_prefixes_host_paths() {
-        assert_eq!(under_root(Path::new("/host"), Path::new("/var/lib/docker")), Path::new("/host/var/lib/docker"));
-        assert_eq!(under_root(Path::new("/"), Path::new("/proc")), Path::new("/proc"));
     }
 }

@@ -55,6 +55,9 @@ pub struct LayerSpec {
     pub upperdir: Option<PathBuf>,
     /// Which xattr namespace holds the overlay's markers in this layer.
     pub xattrs: OverlayXattrs,
+    /// The store the upperdir was named by: when set, the upperdir is opened beneath its root directory
+    /// without following a symlink in any component (see [`crate::hostfs`]).
+    pub beneath: Option<std::sync::Arc<crate::hostfs::StoreDir>>,
 }
 
 /// Measures every layer in `upperdirs` (`None`: nothing to measure, an empty usage), sharing the work over
@@ -64,7 +67,8 @@ pub fn measure_layers(
     opts: WalkOptions,
     after_list: Option<AfterList<'_>>,
 ) -> Vec<Result<WritableUsage, UsageError>> {
-    let specs = upperdirs.iter().map(|p| LayerSpec { upperdir: p.clone(), xattrs: opts.xattrs }).collect();
+    let specs =
+        upperdirs.iter().map(|p| LayerSpec { upperdir: p.clone(), xattrs: opts.xattrs, beneath: None }).collect();
     let walk = Walk::new(specs, opts.top_files, after_list);
     let workers = worker_threads(opts.threads).min(upperdirs.len()).max(1);
     std::thread::scope(|s| {
@@ -189,6 +193,7 @@ struct Pool<'a> {
 /// One layer's shared state, merged into by every job that walks part of it.
 struct Layer {
     upperdir: PathBuf,
+    beneath: Option<std::sync::Arc<crate::hostfs::StoreDir>>,
     xattrs: OverlayXattrs,
     root: Mutex<Option<RootId>>,
     acc: Mutex<Acc>,
@@ -196,10 +201,11 @@ struct Layer {
     seen: Mutex<HashSet<(u64, u64)>>,
 }
 
-#[derive(Clone, Copy)]
-struct RootId {
-    dev: u64,
-    mnt_id: u64,
+/// The layer root's device and mount: an entry elsewhere is a mount point, never crossed.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RootId {
+    pub(crate) dev: u64,
+    pub(crate) mnt_id: u64,
 }
 
 #[derive(Default)]
@@ -222,6 +228,7 @@ impl Layer {
         Layer {
             upperdir: spec.upperdir.unwrap_or_default(),
             xattrs: spec.xattrs,
+            beneath: spec.beneath,
             root: Mutex::new(None),
             acc: Mutex::new(Acc::default()),
             seen: Mutex::new(HashSet::new()),
@@ -384,7 +391,7 @@ impl Walker<'_, '_> {
             }
             None => match self.open_root() {
                 Ok((fd, st, root)) => {
-                    self.local.allocated_bytes += blocks_bytes(&st);
+                    self.local.allocated_bytes = crate::bytes::add(self.local.allocated_bytes, blocks_bytes(&st));
                     self.enter(fd, st.stx_dev(), st.stx_ino, buf, root);
                     root
                 }
@@ -418,7 +425,10 @@ impl Walker<'_, '_> {
     fn open_root(&self) -> io::Result<(OwnedFd, Statx, RootId)> {
         let c = CString::new(self.layer.upperdir.as_os_str().as_bytes())
             .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains a NUL byte"))?;
-        let fd = open_dir(libc::AT_FDCWD, &c)?;
+        let fd = match &self.layer.beneath {
+            Some(store) => store.open_layer_dir(&self.layer.upperdir)?,
+            None => open_dir(libc::AT_FDCWD, &c)?,
+        };
         let st = statx(fd.as_raw_fd(), c"", libc::AT_EMPTY_PATH)?;
         let root = RootId { dev: st.stx_dev(), mnt_id: st.stx_mnt_id };
         if let Ok(mut r) = self.layer.root.lock() {
@@ -461,14 +471,16 @@ impl Walker<'_, '_> {
             let oldest = self.stack.len() - OPEN_DIR_WINDOW;
             self.stack[oldest].fd = None;
         }
-        if self.pool.hungry() {
-            self.share(root);
-        }
+        // Every idle worker is fed now, not one per directory entered: when the cache is cold a directory
+        // takes milliseconds of disk reads, and handing out one subtree per directory left most workers
+        // waiting (the walk ran at an I/O depth of about two whatever the thread count).
+        while self.pool.hungry() && self.share(root) {}
     }
 
-    /// Hands the shallowest open pending subdirectory to an idle worker, as an open descriptor.
-    fn share(&mut self, root: RootId) {
-        let Some(i) = self.stack.iter().position(|f| f.fd.is_some() && !f.starts.is_empty()) else { return };
+    /// Hands the shallowest open pending subdirectory to an idle worker, as an open descriptor; false when
+    /// there is none.
+    fn share(&mut self, root: RootId) -> bool {
+        let Some(i) = self.stack.iter().position(|f| f.fd.is_some() && !f.starts.is_empty()) else { return false };
         let mut name = Vec::new();
         let frame = &mut self.stack[i];
         frame.pop_name(&mut name);
@@ -487,6 +499,7 @@ impl Walker<'_, '_> {
             Ok(Opened::MountPoint) => self.local.mount_points += 1,
             Err(e) => self.error_at(&path, &e),
         }
+        true
     }
 
     /// Pops the finished top frame, reopening its parent through `..` if the parent had been closed.
@@ -597,7 +610,7 @@ impl Walker<'_, '_> {
         match kind {
             libc::S_IFDIR => {
                 u.dirs += 1;
-                u.allocated_bytes += blocks;
+                u.allocated_bytes = crate::bytes::add(u.allocated_bytes, blocks);
                 let top = self.stack.last_mut().expect("count runs inside a listed directory");
                 top.starts.push(top.names.len() as u32);
                 top.names.extend_from_slice(name.to_bytes_with_nul());
@@ -625,8 +638,8 @@ impl Walker<'_, '_> {
                 return;
             }
         }
-        self.local.apparent_bytes += size;
-        self.local.allocated_bytes += blocks;
+        self.local.apparent_bytes = crate::bytes::add(self.local.apparent_bytes, size);
+        self.local.allocated_bytes = crate::bytes::add(self.local.allocated_bytes, blocks);
         if kind == libc::S_IFREG && size > 0 {
             self.offer_top(name.to_bytes(), size, blocks);
         }
@@ -637,8 +650,20 @@ impl Walker<'_, '_> {
         if n == 0 {
             return;
         }
-        if self.top.len() >= n && self.top.peek().is_some_and(|Reverse(min)| apparent <= min.apparent) {
-            return;
+        if self.top.len() >= n {
+            let Some(Reverse(min)) = self.top.peek() else { return };
+            if apparent < min.apparent {
+                return;
+            }
+            // A tie with the smallest kept is broken by path, as the merge of workers' lists breaks it, so
+            // that the list does not depend on the order of visits.
+            if apparent == min.apparent {
+                let sep: &[u8] = if self.path.is_empty() { b"" } else { b"/" };
+                let candidate = self.path.iter().chain(sep).chain(name);
+                if candidate.cmp(min.path.0.iter()) != std::cmp::Ordering::Less {
+                    return;
+                }
+            }
         }
         let mut path = Vec::with_capacity(self.path.len() + name.len() + 1);
         path.extend_from_slice(&self.path);
@@ -657,29 +682,11 @@ impl Walker<'_, '_> {
     /// 6.7) is reported so that only its empty files are looked at. Most directories carry no overlay
     /// xattr at all, so this is one system call per directory.
     fn dir_xattrs(&mut self, fd: RawFd, count_opaque: bool) -> bool {
-        let x = self.layer.xattrs;
-        let mut names = [0u8; 1024];
-        let n = unsafe { libc::flistxattr(fd, names.as_mut_ptr().cast(), names.len()) };
-        let (has_opaque, has_whiteouts) = if n >= 0 {
-            let list = &names[..n as usize];
-            let has = |want: &CStr| list.split(|&b| b == 0).any(|a| a == want.to_bytes());
-            (has(x.opaque()), has(x.whiteouts()))
-        } else {
-            // Too many names for the buffer (or no xattr support): ask for the two that matter.
-            (true, unsafe { libc::fgetxattr(fd, x.whiteouts().as_ptr(), std::ptr::null_mut(), 0) >= 0 })
-        };
-        let mut marker = 0u8;
-        if has_opaque {
-            let mut v = [0u8; 1];
-            let got = unsafe { libc::fgetxattr(fd, x.opaque().as_ptr(), v.as_mut_ptr().cast(), 1) };
-            if got == 1 {
-                marker = v[0];
-            }
-        }
-        if count_opaque && marker == b'y' {
+        let (opaque, whiteouts) = dir_markers(fd, self.layer.xattrs);
+        if count_opaque && opaque {
             self.local.opaque_dirs += 1;
         }
-        has_whiteouts || marker == b'x'
+        whiteouts
     }
 
     fn has_xattr(&self, dirfd: RawFd, name: &CStr, attr: &CStr) -> bool {
@@ -712,8 +719,8 @@ impl Walker<'_, '_> {
         let Ok(mut acc) = self.layer.acc.lock() else { return };
         let u = &mut acc.usage;
         let l = self.local;
-        u.apparent_bytes += l.apparent_bytes;
-        u.allocated_bytes += l.allocated_bytes;
+        u.apparent_bytes = crate::bytes::add(u.apparent_bytes, l.apparent_bytes);
+        u.allocated_bytes = crate::bytes::add(u.allocated_bytes, l.allocated_bytes);
         u.files += l.files;
         u.dirs += l.dirs;
         u.symlinks += l.symlinks;
@@ -738,7 +745,33 @@ impl Walker<'_, '_> {
     }
 }
 
-fn is_mount_point(st: &Statx, root: RootId) -> bool {
+/// A directory's overlay markers, read with one `flistxattr`: whether it is opaque (`opaque=y`), and
+/// whether it holds xattr whiteouts (`opaque=x` since kernel 6.8, a `whiteouts` xattr on 6.7), so that
+/// only its empty files need a look. Most directories carry no overlay xattr at all, so this is one
+/// system call per directory.
+pub(crate) fn dir_markers(fd: RawFd, x: OverlayXattrs) -> (bool, bool) {
+    let mut names = [0u8; 1024];
+    let n = unsafe { libc::flistxattr(fd, names.as_mut_ptr().cast(), names.len()) };
+    let (has_opaque, has_whiteouts) = if n >= 0 {
+        let list = &names[..n as usize];
+        let has = |want: &CStr| list.split(|&b| b == 0).any(|a| a == want.to_bytes());
+        (has(x.opaque()), has(x.whiteouts()))
+    } else {
+        // Too many names for the buffer (or no xattr support): ask for the two that matter.
+        (true, unsafe { libc::fgetxattr(fd, x.whiteouts().as_ptr(), std::ptr::null_mut(), 0) >= 0 })
+    };
+    let mut marker = 0u8;
+    if has_opaque {
+        let mut v = [0u8; 1];
+        let got = unsafe { libc::fgetxattr(fd, x.opaque().as_ptr(), v.as_mut_ptr().cast(), 1) };
+        if got == 1 {
+            marker = v[0];
+        }
+    }
+    (marker == b'y', has_whiteouts || marker == b'x')
+}
+
+pub(crate) fn is_mount_point(st: &Statx, root: RootId) -> bool {
     let mount_root = u64::from(libc::STATX_ATTR_MOUNT_ROOT as u32);
     (st.stx_attributes_mask & mount_root != 0 && st.stx_attributes & mount_root != 0)
         || (st.stx_mask & libc::STATX_MNT_ID != 0 && st.stx_mnt_id != root.mnt_id)
@@ -762,9 +795,9 @@ fn open_dir_checked(parent: RawFd, name: &CStr, root: RootId) -> io::Result<Open
     Ok(Opened::Dir(fd, st.stx_dev(), st.stx_ino))
 }
 
-type Statx = libc::statx;
+pub(crate) type Statx = libc::statx;
 
-trait StatxExt {
+pub(crate) trait StatxExt {
     fn stx_dev(&self) -> u64;
 }
 
@@ -774,11 +807,11 @@ impl StatxExt for Statx {
     }
 }
 
-fn blocks_bytes(st: &Statx) -> u64 {
+pub(crate) fn blocks_bytes(st: &Statx) -> u64 {
     st.stx_blocks.saturating_mul(512)
 }
 
-fn open_dir(dirfd: RawFd, name: &CStr) -> io::Result<OwnedFd> {
+pub(crate) fn open_dir(dirfd: RawFd, name: &CStr) -> io::Result<OwnedFd> {
     let fd = unsafe {
         libc::openat(
             dirfd,
@@ -801,7 +834,7 @@ const STATX_WANTED: u32 = libc::STATX_TYPE
     | libc::STATX_BLOCKS
     | libc::STATX_MNT_ID;
 
-fn statx(dirfd: RawFd, name: &CStr, flags: libc::c_int) -> io::Result<Statx> {
+pub(crate) fn statx(dirfd: RawFd, name: &CStr, flags: libc::c_int) -> io::Result<Statx> {
     let mut st = std::mem::MaybeUninit::<Statx>::uninit();
     // Never trigger an automount from inside a layer.
     let flags = flags | libc::AT_NO_AUTOMOUNT;
@@ -815,7 +848,7 @@ fn statx(dirfd: RawFd, name: &CStr, flags: libc::c_int) -> io::Result<Statx> {
 /// Whether the entry `name` in `dirfd` carries the xattr `attr`, without following a symlink and without
 /// opening the entry: `getxattrat(2)` (kernel 6.13+), else `lgetxattr` through the directory's
 /// `/proc/self/fd` link.
-fn xattr_present_at(dirfd: RawFd, name: &CStr, attr: &CStr) -> bool {
+pub(crate) fn xattr_present_at(dirfd: RawFd, name: &CStr, attr: &CStr) -> bool {
     #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
     {
         const SYS_GETXATTRAT: libc::c_long = 464;
@@ -854,7 +887,7 @@ fn xattr_present_at(dirfd: RawFd, name: &CStr, attr: &CStr) -> bool {
 /// the highest one in which the inodes differ. One listing's inodes usually span a narrow range, so this
 /// is two or three linear passes where a comparison sort spends n log n compares (which showed in
 /// profiles of directories of thousands of files).
-fn sort_by_inode(v: &mut Vec<(u64, u32)>, scratch: &mut Vec<(u64, u32)>) {
+pub(crate) fn sort_by_inode(v: &mut Vec<(u64, u32)>, scratch: &mut Vec<(u64, u32)>) {
     if v.len() < 64 {
         v.sort_unstable();
         return;
@@ -884,21 +917,21 @@ fn sort_by_inode(v: &mut Vec<(u64, u32)>, scratch: &mut Vec<(u64, u32)>) {
 }
 
 /// One worker's `getdents64` buffer, reused for every directory it lists.
-struct DentsBuf {
+pub(crate) struct DentsBuf {
     buf: Vec<u64>,
     /// (inode, offset) of the entries in `buf`, to visit them in inode order.
-    order: Vec<(u64, u32)>,
+    pub(crate) order: Vec<(u64, u32)>,
     /// The radix sort's second buffer.
-    scratch: Vec<(u64, u32)>,
+    pub(crate) scratch: Vec<(u64, u32)>,
 }
 
 impl DentsBuf {
-    fn new() -> DentsBuf {
+    pub(crate) fn new() -> DentsBuf {
         // u64 elements keep every record 8-byte aligned, as the kernel lays them out.
         DentsBuf { buf: vec![0u64; DENTS_BUF / 8], order: Vec::with_capacity(DENTS_BUF / 24), scratch: Vec::new() }
     }
 
-    fn fill(&mut self, dirfd: RawFd) -> io::Result<usize> {
+    pub(crate) fn fill(&mut self, dirfd: RawFd) -> io::Result<usize> {
         let n = unsafe { libc::syscall(libc::SYS_getdents64, dirfd, self.buf.as_mut_ptr(), DENTS_BUF) };
         if n < 0 {
             return Err(io::Error::last_os_error());
@@ -907,7 +940,7 @@ impl DentsBuf {
     }
 
     /// The inode number and record length of the entry at byte `off`.
-    fn ino_at(&self, off: usize) -> (u64, usize) {
+    pub(crate) fn ino_at(&self, off: usize) -> (u64, usize) {
         let bytes = self.bytes();
         let ino = u64::from_ne_bytes(bytes[off..off + 8].try_into().unwrap_or([0; 8]));
         let reclen = u16::from_ne_bytes([bytes[off + 16], bytes[off + 17]]) as usize;
@@ -921,7 +954,7 @@ impl DentsBuf {
 
     /// The entry at byte `off`: its name and record length. `linux_dirent64` is
     /// `{ u64 d_ino; i64 d_off; u16 d_reclen; u8 d_type; char d_name[]; }`.
-    fn entry(&self, off: usize) -> (&CStr, usize) {
+    pub(crate) fn entry(&self, off: usize) -> (&CStr, usize) {
         let bytes = self.bytes();
         let reclen = u16::from_ne_bytes([bytes[off + 16], bytes[off + 17]]) as usize;
         let name = CStr::from_bytes_until_nul(&bytes[off + 19..off + reclen]).unwrap_or(c"");
@@ -940,7 +973,7 @@ mod tests {
         for i in 0..files {
             std::fs::write(dir.join("sub").join(format!("f{i}")), vec![b'x'; bytes]).expect("write");
         }
-        LayerSpec { upperdir: Some(dir.to_path_buf()), xattrs: OverlayXattrs::Trusted }
+        LayerSpec { upperdir: Some(dir.to_path_buf()), xattrs: OverlayXattrs::Trusted, beneath: None }
     }
 
     #[test]
@@ -948,9 +981,9 @@ mod tests {
         let tmp = tempfile::tempdir().expect("tempdir");
         let specs = vec![
             layer(&tmp.path().join("a"), 300, 3),
-            LayerSpec { upperdir: None, xattrs: OverlayXattrs::Trusted },
+            LayerSpec { upperdir: None, xattrs: OverlayXattrs::Trusted, beneath: None },
             layer(&tmp.path().join("b"), 5, 1000),
-            LayerSpec { upperdir: Some(tmp.path().join("missing")), xattrs: OverlayXattrs::Trusted },
+            LayerSpec { upperdir: Some(tmp.path().join("missing")), xattrs: OverlayXattrs::Trusted, beneath: None },
             layer(&tmp.path().join("c"), 40, 7),
         ];
         let walk = Walk::new(specs, 1, None);
@@ -972,6 +1005,21 @@ mod tests {
         });
         // A second take has nothing left to give.
         assert_eq!(walk.take(0).expect("taken"), Default::default());
+    }
+
+    #[test]
+    fn top_files_of_equal_size_are_cut_by_path_whatever_the_order_of_visits() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        // Created in reverse name order, so inode order (the order of visits) is the reverse of name order.
+        for name in ["e", "d", "c", "b", "a"] {
+            std::fs::write(tmp.path().join(name), b"same").expect("write");
+        }
+        let spec =
+            LayerSpec { upperdir: Some(tmp.path().to_path_buf()), xattrs: OverlayXattrs::Trusted, beneath: None };
+        let walk = Walk::new(vec![spec], 2, None);
+        walk.work();
+        let top = walk.take(0).expect("walk").top_files;
+        assert_eq!(top.iter().map(|t| t.path.as_str()).collect::<Vec<_>>(), ["/a", "/b"]);
     }
 
     /// A small deterministic generator, so the test needs no crate and fails the same way every time.

@@ -5,6 +5,7 @@
 use super::transport::Fsync;
 use super::uri::SinkKind;
 use super::SinkConfig;
+use crate::config::Count;
 use serde::de::{self, Deserializer};
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -47,8 +48,8 @@ impl TryFrom<SinkTable> for SinkEntry {
 #[serde(deny_unknown_fields)]
 pub struct SinkTable {
     uri: SinkUri,
-    queue_size: Option<usize>,
-    batch_size: Option<usize>,
+    queue_size: Option<Count>,
+    batch_size: Option<Count>,
     #[serde(default)]
     headers: BTreeMap<String, String>,
     fsync: Option<Fsync>,
@@ -60,17 +61,11 @@ impl SinkTable {
     /// The sink it describes.
     fn into_config(self) -> Result<SinkConfig, String> {
         let mut c = self.uri.0;
-        if let Some(n) = self.queue_size {
-            if n == 0 {
-                return Err("queue_size must be at least 1".into());
-            }
-            c.queue_size = n;
+        if let Some(Count(n)) = self.queue_size {
+            c.queue_size = within("queue_size", n, 1, MAX_QUEUE_SIZE)?;
         }
-        if let Some(n) = self.batch_size {
-            if n == 0 {
-                return Err("batch_size must be at least 1".into());
-            }
-            c.batch_size = n;
+        if let Some(Count(n)) = self.batch_size {
+            c.batch_size = within("batch_size", n, 1, MAX_BATCH_SIZE)?;
         }
         if !self.headers.is_empty() && !matches!(c.kind, SinkKind::Http { .. }) {
             return Err(format!("headers apply to http:// sinks only, not {}", c.kind));
@@ -94,6 +89,21 @@ impl SinkTable {
             c.timeout = t;
         }
         Ok(c)
+    }
+}
+
+/// The most events a sink holds while its collector is down (about 1 KB to 30 KiB each in memory).
+pub const MAX_QUEUE_SIZE: u64 = 1_000_000;
+/// The most events in one write or POST.
+pub const MAX_BATCH_SIZE: u64 = 100_000;
+
+fn within(key: &str, n: u64, min: u64, max: u64) -> Result<usize, String> {
+    if n < min {
+        Err(format!("{key} must be at least {min}"))
+    } else if n > max {
+        Err(format!("{key} = {n} is too many: at most {max}"))
+    } else {
+        Ok(n as usize)
     }
 }
 
@@ -137,8 +147,9 @@ impl<'de> Deserialize<'de> for Timeout {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
         match crate::config::parse_duration(&s) {
-            Ok(t) if !t.is_zero() => Ok(Timeout(t)),
-            Ok(_) => Err(de::Error::custom("timeout must be longer than zero")),
+            Ok(t) if t < Duration::from_millis(10) => Err(de::Error::custom("timeout is too short: at least 10ms")),
+            Ok(t) if t > Duration::from_secs(600) => Err(de::Error::custom("timeout is too long: at most 10m")),
+            Ok(t) => Ok(Timeout(t)),
             Err(e) => Err(de::Error::custom(e)),
         }
     }

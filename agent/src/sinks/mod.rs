@@ -9,6 +9,7 @@
 pub mod backoff;
 pub mod check;
 pub mod config;
+pub mod fit;
 pub mod queue;
 pub mod transport;
 pub mod uri;
@@ -84,6 +85,15 @@ const REPLAY_MAX: usize = 2_000;
 /// A batch stays under this many bytes of JSON (one event may exceed it alone).
 const BATCH_MAX_BYTES: usize = 1 << 20;
 
+/// Raised when the reader of standard output, as a sink, went away (`ovlaudit run | head -1`).
+static STDOUT_CLOSED: tokio::sync::Notify = tokio::sync::Notify::const_new();
+
+/// Resolves once a `stdout:` sink found its reader gone: the service then stops quietly, with success,
+/// as command line tools do when their output is cut short.
+pub async fn stdout_closed() {
+    STDOUT_CLOSED.notified().await;
+}
+
 /// One sink's counters, as they appear in the `ovlaudit.scan` event and the agent's log.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct SinkStats {
@@ -95,6 +105,10 @@ pub struct SinkStats {
     pub retried: u64,
     /// Events dropped because the queue was full.
     pub dropped: u64,
+    /// Events cut to fit the transport's size limit (what was cut is in their `ovlaudit.truncated`).
+    pub cut_to_fit: u64,
+    /// Events dropped because no cut made them fit the transport's size limit.
+    pub dropped_too_large: u64,
     /// Events waiting now.
     pub queue_depth: u64,
     /// Failed connects and sends.
@@ -109,6 +123,8 @@ pub struct SinkStats {
 struct Counters {
     sent: AtomicU64,
     retried: AtomicU64,
+    cut_to_fit: AtomicU64,
+    dropped_too_large: AtomicU64,
     failures: AtomicU64,
     connected: AtomicBool,
     reopen: AtomicBool,
@@ -171,6 +187,8 @@ impl Sinks {
                 sent: h.counters.sent.load(Ordering::Relaxed),
                 retried: h.counters.retried.load(Ordering::Relaxed),
                 dropped: h.queue.dropped(),
+                cut_to_fit: h.counters.cut_to_fit.load(Ordering::Relaxed),
+                dropped_too_large: h.counters.dropped_too_large.load(Ordering::Relaxed),
                 queue_depth: h.queue.depth() as u64,
                 failures: h.counters.failures.load(Ordering::Relaxed),
                 connected: h.counters.connected.load(Ordering::Relaxed),
@@ -243,7 +261,7 @@ impl Worker {
                 conn = None;
             }
             if in_flight.is_empty() {
-                in_flight = self.queue.take(self.cfg.batch_size, BATCH_MAX_BYTES);
+                in_flight = self.fit(self.queue.take(self.cfg.batch_size, BATCH_MAX_BYTES));
             }
             if in_flight.is_empty() {
                 if self.queue.is_closed() {
@@ -285,9 +303,10 @@ impl Worker {
             }
             let Some(c) = conn.as_mut() else { continue };
             match transport::send(c, &self.cfg.kind, &in_flight, &self.opts).await {
-                Ok(()) => {
+                Ok(too_large) => {
                     backoff.reset();
-                    self.counters.sent.fetch_add(in_flight.len() as u64, Ordering::Relaxed);
+                    self.counters.dropped_too_large.fetch_add(too_large, Ordering::Relaxed);
+                    self.counters.sent.fetch_add(in_flight.len() as u64 - too_large, Ordering::Relaxed);
                     if let Ok(mut e) = self.counters.last_error.lock() {
                         *e = None;
                     }
@@ -302,6 +321,10 @@ impl Worker {
                     }
                     in_flight.clear();
                 }
+                Err(e) if self.cfg.kind == SinkKind::Stdout && e.kind() == std::io::ErrorKind::BrokenPipe => {
+                    STDOUT_CLOSED.notify_one();
+                    return;
+                }
                 Err(e) => {
                     self.broken(&mut conn, &mut in_flight, &mut recent, format!("send: {e}"));
                     if self.sleep(backoff.next_delay()).await {
@@ -310,6 +333,27 @@ impl Worker {
                 }
             }
         }
+    }
+
+    /// Cuts each event of a new batch to the transport's size limit, dropping (and counting) those no cut
+    /// makes fit: an event over a datagram's limit would fail the same way on every retry.
+    fn fit(&self, batch: Vec<Item>) -> Vec<Item> {
+        let Some(limit) = transport::datagram_limit(&self.cfg.kind) else { return batch };
+        let max = limit - transport::DATAGRAM_OVERHEAD;
+        batch
+            .into_iter()
+            .filter_map(|it| match fit::fit(it, max) {
+                fit::Fitted::Whole(it) => Some(it),
+                fit::Fitted::Cut(it) => {
+                    self.counters.cut_to_fit.fetch_add(1, Ordering::Relaxed);
+                    Some(it)
+                }
+                fit::Fitted::Dropped => {
+                    self.counters.dropped_too_large.fetch_add(1, Ordering::Relaxed);
+                    None
+                }
+            })
+            .collect()
     }
 
     /// A connection failed: drop it, and put recently written stream events back in front of the batch.

@@ -40,8 +40,8 @@ pub struct TransportOptions {
 /// An open connection.
 #[derive(Debug)]
 pub enum Conn {
-    /// Standard output.
-    Stdout(tokio::io::Stdout),
+    /// Standard output, written by the one [`StdoutWriter`] thread of the process.
+    Stdout(&'static StdoutWriter),
     /// An append-mode file and the identity it had when opened, to notice rotation.
     File {
         /// The open file.
@@ -67,7 +67,7 @@ pub enum Conn {
 pub async fn connect(kind: &SinkKind, opts: &TransportOptions) -> io::Result<Conn> {
     let t = opts.timeout;
     Ok(match kind {
-        SinkKind::Stdout => Conn::Stdout(tokio::io::stdout()),
+        SinkKind::Stdout => Conn::Stdout(StdoutWriter::get()),
         SinkKind::File(p) => open_file(p.clone()).await?,
         SinkKind::Tcp(a) | SinkKind::SyslogTcp(a) => {
             let s = timeout(t, TcpStream::connect(a.as_str())).await??;
@@ -142,17 +142,30 @@ pub async fn readable(conn: &Conn) {
     };
 }
 
-/// Sends one batch. `Ok` means the transport accepted all of it (for HTTP: a 2xx answer).
-pub async fn send(conn: &mut Conn, kind: &SinkKind, batch: &[Item], opts: &TransportOptions) -> io::Result<()> {
+/// The largest datagram each datagram transport takes: UDP's payload limit over IPv4, and what a unix
+/// datagram socket takes with the kernel's default buffer (`net.core.wmem_default`, 212,992 bytes, less
+/// its overhead). `None` for stream, file and HTTP transports, which take any size.
+pub fn datagram_limit(kind: &SinkKind) -> Option<usize> {
+    match kind {
+        SinkKind::SyslogUdp(_) => Some(65_507),
+        SinkKind::SyslogUnix(_) | SinkKind::Journald(_) => Some(128 << 10),
+        _ => None,
+    }
+}
+
+/// Bytes a datagram adds around an event's JSON (syslog header or journald fields), at most.
+pub const DATAGRAM_OVERHEAD: usize = 1024;
+
+/// Sends one batch. `Ok(n)` means the transport accepted all of it (for HTTP: a 2xx answer) but for `n`
+/// datagrams it refused as too large (`EMSGSIZE`): those are dropped, since they would fail again.
+pub async fn send(conn: &mut Conn, kind: &SinkKind, batch: &[Item], opts: &TransportOptions) -> io::Result<u64> {
     let t = opts.timeout;
     match conn {
         Conn::Stdout(out) => {
             let buf = ndjson(batch);
-            timeout(t, async {
-                out.write_all(&buf).await?;
-                out.flush().await
-            })
-            .await?
+            let out: &'static StdoutWriter = out;
+            tokio::task::spawn_blocking(move || out.write(buf, t)).await.map_err(io::Error::other)??;
+            Ok(0)
         }
         Conn::File { file, path, id } => {
             if file_rotated(path, *id) {
@@ -164,17 +177,10 @@ pub async fn send(conn: &mut Conn, kind: &SinkKind, batch: &[Item], opts: &Trans
             let buf = ndjson(batch);
             let f = file.try_clone()?;
             let fsync = opts.fsync;
-            tokio::task::spawn_blocking(move || {
-                use std::io::Write;
-                let mut f = f;
-                f.write_all(&buf)?;
-                if fsync == Fsync::Batch {
-                    f.sync_data()?;
-                }
-                Ok(())
-            })
-            .await
-            .map_err(io::Error::other)?
+            tokio::task::spawn_blocking(move || append_whole_lines(&f, &buf, fsync))
+                .await
+                .map_err(io::Error::other)??;
+            Ok(0)
         }
         Conn::Tcp(_) | Conn::Unix(_) => {
             if peer_closed(conn) {
@@ -197,28 +203,154 @@ pub async fn send(conn: &mut Conn, kind: &SinkKind, batch: &[Item], opts: &Trans
                     _ => Ok(()),
                 }
             };
-            timeout(t, w).await?
+            timeout(t, w).await??;
+            Ok(0)
         }
         Conn::Udp(s) => {
+            let mut too_large = 0;
             for it in batch {
-                timeout(t, s.send(&syslog_line(it, opts))).await??;
+                too_large += datagram_sent(timeout(t, s.send(&syslog_line(it, opts))).await?)?;
             }
-            Ok(())
+            Ok(too_large)
         }
         Conn::Dgram(s) => {
+            let mut too_large = 0;
             for it in batch {
                 let d = match kind {
                     SinkKind::Journald(_) => journald_datagram(it),
                     _ => syslog_line(it, opts),
                 };
-                timeout(t, s.send(&d)).await??;
+                too_large += datagram_sent(timeout(t, s.send(&d)).await?)?;
             }
-            Ok(())
+            Ok(too_large)
         }
         Conn::Http => match kind {
-            SinkKind::Http { authority, path } => timeout(t, http_post(authority, path, batch, opts)).await?,
+            SinkKind::Http { authority, path } => {
+                timeout(t, http_post(authority, path, batch, opts)).await??;
+                Ok(0)
+            }
             _ => Err(io::Error::other("HTTP connection for a non-HTTP sink")),
         },
+    }
+}
+
+/// 1 for a datagram the socket refused as too large (dropped: it would fail the same way again), 0 for
+/// one sent; any other failure is the connection's.
+fn datagram_sent(r: io::Result<usize>) -> io::Result<u64> {
+    match r {
+        Ok(_) => Ok(0),
+        Err(e) if e.raw_os_error() == Some(libc::EMSGSIZE) => Ok(1),
+        Err(e) => Err(e),
+    }
+}
+
+/// Appends `buf` (whole NDJSON lines) to `file`, or nothing: when a write fails part way (`ENOSPC`), the
+/// file is cut back to where it ended before, so no partial line is left for the retried batch to follow.
+fn append_whole_lines(file: &std::fs::File, buf: &[u8], fsync: Fsync) -> io::Result<()> {
+    use std::io::Write;
+    let before = file.metadata()?.len();
+    let mut f = file;
+    let written = f.write_all(buf).and_then(|()| if fsync == Fsync::Batch { f.sync_data() } else { Ok(()) });
+    if let Err(e) = written {
+        if let Err(cut) = file.set_len(before) {
+            return Err(io::Error::new(e.kind(), format!("{e}; and cutting the partial line back off failed: {cut}")));
+        }
+        return Err(e);
+    }
+    Ok(())
+}
+
+/// The process's one writer to standard output: a thread that does the blocking writes, one batch at a
+/// time. A sink waits for its batch at most its timeout; when stdout is not read, the batch being written
+/// stays with the thread (it is written once stdout drains) and further sends fail at once instead of
+/// queueing more: a reader that stops costs one buffer and one thread, never more.
+#[derive(Debug)]
+pub struct StdoutWriter {
+    state: std::sync::Mutex<StdoutState>,
+    changed: std::sync::Condvar,
+}
+
+#[derive(Debug, Default)]
+struct StdoutState {
+    job: Option<Vec<u8>>,
+    busy: bool,
+    submitted: u64,
+    done: u64,
+    result: Option<Result<(), (io::ErrorKind, String)>>,
+}
+
+impl StdoutWriter {
+    /// The writer, its thread started on first use.
+    pub fn get() -> &'static StdoutWriter {
+        static WRITER: std::sync::OnceLock<&'static StdoutWriter> = std::sync::OnceLock::new();
+        WRITER.get_or_init(|| {
+            let w: &'static StdoutWriter = Box::leak(Box::new(StdoutWriter {
+                state: std::sync::Mutex::new(StdoutState::default()),
+                changed: std::sync::Condvar::new(),
+            }));
+            // If the thread cannot start, every write times out and says so; nothing else breaks.
+            let _ = std::thread::Builder::new().name("ovlaudit-stdout".into()).spawn(move || w.run());
+            w
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, StdoutState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn run(&self) {
+        use std::io::Write;
+        loop {
+            let buf = {
+                let mut s = self.lock();
+                loop {
+                    if let Some(b) = s.job.take() {
+                        break b;
+                    }
+                    s = self.changed.wait(s).unwrap_or_else(|p| p.into_inner());
+                }
+            };
+            let mut out = std::io::stdout().lock();
+            let r = out.write_all(&buf).and_then(|()| out.flush());
+            drop(out);
+            let mut s = self.lock();
+            s.busy = false;
+            s.done = s.submitted;
+            s.result = Some(r.map_err(|e| (e.kind(), e.to_string())));
+            self.changed.notify_all();
+        }
+    }
+
+    /// Writes `buf`, waiting at most `t` in all (blocking: call from a blocking task).
+    pub fn write(&self, buf: Vec<u8>, t: Duration) -> io::Result<()> {
+        let deadline = std::time::Instant::now() + t;
+        let timed_out = || {
+            io::Error::new(io::ErrorKind::TimedOut, format!("stdout is not being read: a write is blocked for {t:?}"))
+        };
+        let mut s = self.lock();
+        while s.busy {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return Err(timed_out());
+            }
+            s = self.changed.wait_timeout(s, left).unwrap_or_else(|p| p.into_inner()).0;
+        }
+        s.submitted += 1;
+        let mine = s.submitted;
+        s.job = Some(buf);
+        s.busy = true;
+        self.changed.notify_all();
+        while s.done < mine {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return Err(timed_out());
+            }
+            s = self.changed.wait_timeout(s, left).unwrap_or_else(|p| p.into_inner()).0;
+        }
+        match s.result.clone() {
+            Some(Err((kind, why))) => Err(io::Error::new(kind, why)),
+            _ => Ok(()),
+        }
     }
 }
 

@@ -102,6 +102,7 @@ impl Engine for ContainerdStore {
             .map(|s| LayerSpec {
                 upperdir: s.map(|s| self.snapshot_dir(s.id).join("fs")),
                 xattrs: OverlayXattrs::Trusted,
+                beneath: Some(self.dir.clone()),
             })
             .collect()
     }
@@ -219,12 +220,13 @@ impl Engine for ContainerdStore {
                 }
             }
             for ((name, target), chain) in space.images.iter().zip(&chains) {
-                let size: u64 = chain.iter().filter_map(|l| l.size_bytes).sum();
-                let shared: u64 = chain
-                    .iter()
-                    .filter(|l| users.get(l.chain_id.as_str()).is_some_and(|&n| n > 1))
-                    .filter_map(|l| l.size_bytes)
-                    .sum();
+                let size = crate::bytes::sum(chain.iter().filter_map(|l| l.size_bytes));
+                let shared = crate::bytes::sum(
+                    chain
+                        .iter()
+                        .filter(|l| users.get(l.chain_id.as_str()).is_some_and(|&n| n > 1))
+                        .filter_map(|l| l.size_bytes),
+                );
                 for l in chain {
                     all_layers.insert(format!("{ns}/{}", l.chain_id), l.size_bytes.unwrap_or(0));
                 }
@@ -235,7 +237,7 @@ impl Engine for ContainerdStore {
                     tags: vec![name.clone()],
                     size_bytes: size,
                     shared_bytes: shared,
-                    unique_bytes: size - shared,
+                    unique_bytes: size.saturating_sub(shared),
                     dangling: false,
                     intermediate: false,
                     containers: containers
@@ -247,26 +249,32 @@ impl Engine for ContainerdStore {
                 });
             }
         }
-        (out, all_layers.values().sum())
+        (out, crate::bytes::sum(all_layers.values().copied()))
     }
 
     fn orphans(&self, host: &HostView<'_>, findings: &mut Findings) -> Vec<Orphan> {
         let mut candidates = Vec::new();
         let dir = self.path.join(SNAPSHOTTER).join("snapshots");
-        if let Ok(rd) = std::fs::read_dir(&dir) {
-            for e in rd.flatten() {
-                let name = e.file_name().to_string_lossy().into_owned();
-                let known = name.parse::<u64>().is_ok_and(|n| self.by_id.contains_key(&n));
-                if known {
-                    continue;
-                }
-                candidates.push(OrphanCandidate {
-                    path: e.path(),
-                    host_path: self.host_path.join(SNAPSHOTTER).join("snapshots").join(&name),
-                    kind: "snapshot_dir",
-                    detail: format!("no snapshot in {SNAPSHOTTER}/metadata.db has id {name}"),
-                });
+        let entries = match self.dir.list(&dir) {
+            Ok(e) => e,
+            Err(e) if e.is_not_found() => Vec::new(),
+            Err(e) => {
+                findings.error(e.code("directory_unreadable"), format!("cannot list snapshots: {e}"), Some(&dir));
+                Vec::new()
             }
+        };
+        for e in entries {
+            let name = e.name.to_string_lossy().into_owned();
+            let known = name.parse::<u64>().is_ok_and(|n| self.by_id.contains_key(&n));
+            if known {
+                continue;
+            }
+            candidates.push(OrphanCandidate {
+                path: dir.join(&e.name),
+                host_path: self.host_path.join(SNAPSHOTTER).join("snapshots").join(&name),
+                kind: "snapshot_dir",
+                detail: format!("no snapshot in {SNAPSHOTTER}/metadata.db has id {name}"),
+            });
         }
         if !self.meta_ok {
             // The snapshotter's own database is what names snapshot directories; meta.db is not needed

@@ -23,6 +23,7 @@ mod engine;
 
 use crate::bbolt::{self, Bucket};
 use crate::finding::Findings;
+use crate::hostfs::{FileKind, StoreDir};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
@@ -87,13 +88,15 @@ pub struct ContainerdStore {
     pub by_id: HashMap<u64, String>,
     /// Whether the metadata store could be read: orphans are held back when not.
     pub meta_ok: bool,
+    /// The root, held open: every database, blob and snapshot directory is reached through it.
+    pub dir: std::sync::Arc<StoreDir>,
 }
 
 /// The default roots under `root` that hold an overlayfs snapshotter.
 pub fn default_roots(root: &Path, docker_root: &Path) -> Vec<PathBuf> {
     [PathBuf::from("/var/lib/containerd"), docker_root.join("containerd/daemon")]
         .into_iter()
-        .filter(|p| crate::scan::under_root(root, p).join(SNAPSHOTTER).join("metadata.db").is_file())
+        .filter(|p| crate::hostfs::under_root(root, p).join(SNAPSHOTTER).join("metadata.db").exists())
         .collect()
 }
 
@@ -114,45 +117,33 @@ impl ContainerdStore {
     /// readable overlayfs snapshotter database; a metadata store that cannot be read is a finding.
     pub fn open(path: &Path, host_path: &Path, findings: &mut Findings) -> Result<ContainerdStore, String> {
         let snap_db = path.join(SNAPSHOTTER).join("metadata.db");
-        if !snap_db.is_file() {
-            let why = if path.is_dir() {
-                format!("not a containerd root with the overlayfs snapshotter (no {SNAPSHOTTER}/metadata.db)")
-            } else {
-                "no such directory".to_owned()
-            };
-            return Err(format!("{}: {why}", path.display()));
-        }
-        let db = bbolt::read(&snap_db).map_err(|e| e.to_string())?;
-        let mut snapshots = BTreeMap::new();
-        for (key, b) in
-            db.root.bucket(&[b"v1", b"snapshots"]).map(|b| b.buckets().collect::<Vec<_>>()).unwrap_or_default()
-        {
-            let Some(id) = b.value(b"id").and_then(bbolt::uvarint) else { continue };
-            snapshots.insert(
-                String::from_utf8_lossy(key).into_owned(),
-                Snapshot {
-                    id,
-                    kind: b.value(b"kind").and_then(|k| k.first().copied()).unwrap_or(0),
-                    parent: b.text(b"parent").filter(|p| !p.is_empty()),
-                    size: b.value(b"size").and_then(bbolt::varint).and_then(|s| u64::try_from(s).ok()),
-                },
-            );
-        }
+        let dir = StoreDir::open(path).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => format!("{}: no such directory", path.display()),
+            _ => format!("{}: {e}", path.display()),
+        })?;
+        let db = match bbolt::read_in(&dir, &snap_db) {
+            Ok(db) => db,
+            Err(bbolt::BoltError::Open(e)) if e.is_not_found() => {
+                return Err(format!(
+                    "{}: not a containerd root with the overlayfs snapshotter (no {SNAPSHOTTER}/metadata.db)",
+                    path.display()
+                ))
+            }
+            Err(e) => return Err(e.to_string()),
+        };
+        let snapshots = snapshots_of(&db);
         let by_id = snapshots.iter().map(|(k, s)| (s.id, k.clone())).collect();
 
         let meta_path = path.join(META_DB);
         let mut namespaces = BTreeMap::new();
-        let meta_ok = match bbolt::read(&meta_path) {
+        let meta_ok = match bbolt::read_in(&dir, &meta_path) {
             Ok(meta) => {
-                for (ns, nb) in meta.root.bucket(&[b"v1"]).map(|b| b.buckets().collect::<Vec<_>>()).unwrap_or_default()
-                {
-                    namespaces.insert(String::from_utf8_lossy(ns).into_owned(), read_namespace(nb));
-                }
+                namespaces = namespaces_of(&meta);
                 true
             }
             Err(e) => {
                 findings.error(
-                    "engine_metadata_unreadable",
+                    e.code("engine_metadata_unreadable"),
                     format!("{e}; containers and images are not known"),
                     Some(&host_path.join(META_DB)),
                 );
@@ -166,6 +157,7 @@ impl ContainerdStore {
             namespaces,
             by_id,
             meta_ok,
+            dir: dir.into(),
         })
     }
 
@@ -189,27 +181,67 @@ impl ContainerdStore {
         }
     }
 
-    /// The image config's DiffIDs for a target (manifest or index) digest, from the content store.
+    /// The image config's DiffIDs for a target (manifest or index) digest, from the content store. Only
+    /// well-formed `sha256:<64 hex>` digests become blob paths; an index entry is chosen as containerd's
+    /// own platform matcher chooses it (this host's OS, architecture and variant), never by position.
     pub fn diff_ids(&self, target: &str) -> Option<Vec<String>> {
         let blob = |digest: &str| -> Option<serde_json::Value> {
+            if !crate::digest::is_sha256_digest(digest) {
+                return None;
+            }
             let hex = digest.strip_prefix("sha256:")?;
-            serde_json::from_slice(&std::fs::read(self.path.join(BLOBS).join(hex)).ok()?).ok()
+            serde_json::from_slice(&self.dir.read(&self.path.join(BLOBS).join(hex), FileKind::Record).ok()?).ok()
         };
         let mut doc = blob(target)?;
         if let Some(manifests) = doc["manifests"].as_array() {
-            let pick = manifests
-                .iter()
-                .find(|m| {
-                    m["platform"]["os"] == "linux"
-                        && m["platform"]["architecture"]
-                            == std::env::consts::ARCH.replace("x86_64", "amd64").replace("aarch64", "arm64").as_str()
-                })
-                .or_else(|| manifests.first())?;
+            let pick = manifests.iter().find(|m| platform_matches(&m["platform"], std::env::consts::ARCH))?;
             doc = blob(pick["digest"].as_str()?)?;
         }
         let config = blob(doc["config"]["digest"].as_str()?)?;
         Some(config["rootfs"]["diff_ids"].as_array()?.iter().filter_map(|d| d.as_str().map(str::to_owned)).collect())
     }
+}
+
+/// The snapshotter's records from its database (`metadata.db`): `v1/snapshots/<backend key>/`.
+pub fn snapshots_of(db: &bbolt::BoltDb) -> BTreeMap<String, Snapshot> {
+    let mut snapshots = BTreeMap::new();
+    for (key, b) in db.root.bucket(&[b"v1", b"snapshots"]).map(|b| b.buckets().collect::<Vec<_>>()).unwrap_or_default()
+    {
+        let Some(id) = b.value(b"id").and_then(bbolt::uvarint) else { continue };
+        snapshots.insert(
+            String::from_utf8_lossy(key).into_owned(),
+            Snapshot {
+                id,
+                kind: b.value(b"kind").and_then(|k| k.first().copied()).unwrap_or(0),
+                parent: b.text(b"parent").filter(|p| !p.is_empty()),
+                size: b.value(b"size").and_then(bbolt::varint).and_then(|s| u64::try_from(s).ok()),
+            },
+        );
+    }
+    snapshots
+}
+
+/// Every namespace's images, containers and snapshot references from the metadata store (`meta.db`).
+pub fn namespaces_of(meta: &bbolt::BoltDb) -> BTreeMap<String, Namespace> {
+    let mut namespaces = BTreeMap::new();
+    for (ns, nb) in meta.root.bucket(&[b"v1"]).map(|b| b.buckets().collect::<Vec<_>>()).unwrap_or_default() {
+        namespaces.insert(String::from_utf8_lossy(ns).into_owned(), read_namespace(nb));
+    }
+    namespaces
+}
+
+/// Whether an index entry's platform is one containerd's default matcher takes on a host of `arch` (Rust's
+/// name): Linux, the same architecture, and a variant the host runs (containerd normalises arm64 to `v8`,
+/// and takes amd64 entries without a variant or with `v1`, the baseline every amd64 CPU runs).
+fn platform_matches(p: &serde_json::Value, arch: &str) -> bool {
+    let (want, variants): (&str, &[&str]) = match arch {
+        "x86_64" => ("amd64", &["", "v1"]),
+        "aarch64" => ("arm64", &["", "v8"]),
+        "x86" => ("386", &[""]),
+        other => (other, &[""]),
+    };
+    let variant = p["variant"].as_str().unwrap_or("");
+    p["os"] == "linux" && p["architecture"] == want && variants.contains(&variant)
 }
 
 fn read_namespace(nb: &Bucket) -> Namespace {
@@ -254,4 +286,76 @@ fn go_time(b: &[u8]) -> Option<String> {
     let unix = secs.checked_sub(62_135_596_800)?;
     let t = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(u64::try_from(unix).ok()?);
     Some(crate::scan::rfc3339(t))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::digest::sha256_digest;
+
+    /// A store with only a content store, for [`ContainerdStore::diff_ids`].
+    fn store_with_blobs(dir: &Path, blobs: &[&str]) -> (ContainerdStore, Vec<String>) {
+        let b = dir.join(BLOBS);
+        std::fs::create_dir_all(&b).expect("mkdir");
+        let mut digests = Vec::new();
+        for blob in blobs {
+            let d = sha256_digest(blob.as_bytes());
+            std::fs::write(b.join(d.trim_start_matches("sha256:")), blob).expect("write");
+            digests.push(d);
+        }
+        let store = ContainerdStore {
+            path: dir.to_owned(),
+            host_path: dir.to_owned(),
+            snapshots: BTreeMap::new(),
+            namespaces: BTreeMap::new(),
+            by_id: HashMap::new(),
+            meta_ok: true,
+            dir: StoreDir::open(dir).expect("open").into(),
+        };
+        (store, digests)
+    }
+
+    #[test]
+    fn an_index_entry_is_chosen_by_platform_and_variant_and_bad_digests_open_nothing() {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let diff = format!("sha256:{}", "d".repeat(64));
+        let config = format!(r#"{{"rootfs":{{"type":"layers","diff_ids":["{diff}"]}}}}"#);
+        let (_, d) = store_with_blobs(tmp.path(), &[&config]);
+        let manifest = format!(r#"{{"config":{{"digest":"{}"}}}}"#, d[0]);
+        let (_, m) = store_with_blobs(tmp.path(), &[&manifest]);
+        let arch = match std::env::consts::ARCH {
+            "x86_64" => "amd64",
+            "aarch64" => "arm64",
+            other => other,
+        };
+        // First, entries containerd's matcher skips: a variant this host does not run, pointing at a device
+        // through a crafted digest, and the other architecture.
+        let index = format!(
+            r#"{{"manifests":[
+              {{"digest":"sha256:../../../../../../dev/zero","platform":{{"os":"linux","architecture":"{arch}","variant":"v9"}}}},
+              {{"digest":"sha256:../../../../../../dev/zero","platform":{{"os":"linux","architecture":"s390x"}}}},
+              {{"digest":"{}","platform":{{"os":"linux","architecture":"{arch}"}}}}]}}"#,
+            m[0]
+        );
+        let (store, i) = store_with_blobs(tmp.path(), &[&index]);
+        assert_eq!(store.diff_ids(&i[0]), Some(vec![diff]));
+        // An index whose only matching entry has a crafted digest yields nothing, and opens nothing.
+        let bad = format!(
+            r#"{{"manifests":[{{"digest":"sha256:../../../../../../dev/zero","platform":{{"os":"linux","architecture":"{arch}"}}}}]}}"#
+        );
+        let (store, b) = store_with_blobs(tmp.path(), &[&bad]);
+        assert_eq!(store.diff_ids(&b[0]), None);
+        assert_eq!(store.diff_ids("sha256:../../../../etc/passwd"), None);
+    }
+
+    #[test]
+    fn platform_variants_follow_containerds_matcher() {
+        let p = |v: &str| serde_json::from_str::<serde_json::Value>(v).expect("json");
+        assert!(platform_matches(&p(r#"{"os":"linux","architecture":"arm64","variant":"v8"}"#), "aarch64"));
+        assert!(platform_matches(&p(r#"{"os":"linux","architecture":"arm64"}"#), "aarch64"));
+        assert!(!platform_matches(&p(r#"{"os":"linux","architecture":"arm","variant":"v7"}"#), "aarch64"));
+        assert!(platform_matches(&p(r#"{"os":"linux","architecture":"amd64"}"#), "x86_64"));
+        assert!(!platform_matches(&p(r#"{"os":"linux","architecture":"amd64","variant":"v9"}"#), "x86_64"));
+        assert!(!platform_matches(&p(r#"{"os":"windows","architecture":"amd64"}"#), "x86_64"));
+    }
 }

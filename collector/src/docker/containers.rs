@@ -112,13 +112,13 @@ pub struct ContainerSpec {
 /// Why a container record could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ContainerConfigError {
-    /// The file could not be read.
-    #[error("cannot read {}: {source}", path.display())]
+    /// The file could not be read, or was refused (a FIFO, a device, a symlink, too large).
+    #[error("cannot read {source}")]
     Read {
         /// The file.
         path: PathBuf,
         /// The cause.
-        source: std::io::Error,
+        source: crate::hostfs::HostReadError,
     },
     /// The file is not a container record.
     #[error("cannot parse {}: {source}", path.display())]
@@ -130,9 +130,24 @@ pub enum ContainerConfigError {
     },
 }
 
-/// Reads and parses one `config.v2.json`.
-pub fn read_container_config(path: &Path) -> Result<ContainerConfig, ContainerConfigError> {
-    let bytes = std::fs::read(path).map_err(|source| ContainerConfigError::Read { path: path.to_owned(), source })?;
+impl ContainerConfigError {
+    /// The finding code for this error.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ContainerConfigError::Read { source, .. } => source.code("container_config_unparsable"),
+            ContainerConfigError::Parse { .. } => "container_config_unparsable",
+        }
+    }
+}
+
+/// Reads and parses one `config.v2.json` under `store`.
+pub fn read_container_config(
+    store: &crate::hostfs::StoreDir,
+    path: &Path,
+) -> Result<ContainerConfig, ContainerConfigError> {
+    let bytes = store
+        .read(path, crate::hostfs::FileKind::Record)
+        .map_err(|source| ContainerConfigError::Read { path: path.to_owned(), source })?;
     serde_json::from_slice(&bytes).map_err(|source| ContainerConfigError::Parse { path: path.to_owned(), source })
 }
 

@@ -6,7 +6,6 @@ use super::DockerStore;
 use crate::engine::{Engine, HostView, LayerSpec, Usages};
 use crate::finding::Findings;
 use crate::report::{ContainerReport, EngineSource, ImageReport, MountLayer, Orphan};
-use crate::scan::under_root;
 use std::collections::HashSet;
 use std::path::Path;
 
@@ -38,8 +37,25 @@ impl Engine for DockerStore {
     ) -> Vec<ContainerReport> {
         let mut containers = crate::scan::join_containers(self, host.overlays, usages, owned, findings);
         for c in &mut containers {
-            if let Some(log) = &c.log_path {
-                c.log_bytes = Some(super::logs::log_bytes(&under_root(&host.opts.root, Path::new(log)), findings));
+            let Some(log) = &c.log_path else { continue };
+            // json-file writes its log in the container's own directory: a LogPath anywhere else (an edited
+            // or crafted record) is not stat'ed.
+            let own = self.root.host_path.join("containers").join(&c.id);
+            match Path::new(log).strip_prefix(&own).ok().filter(|rel| rel.components().count() == 1) {
+                Some(rel) => {
+                    let at = self.root.path.join("containers").join(&c.id).join(rel);
+                    c.log_bytes = Some(super::logs::log_bytes(&self.dir, &at, findings));
+                }
+                None => findings.warn(
+                    "log_path_outside_container",
+                    format!(
+                        "container {}'s LogPath {:?} is not in its own directory {}: not read",
+                        c.id,
+                        crate::hostfs::excerpt(log, 128),
+                        own.display()
+                    ),
+                    Some(&self.root.host_path.join("containers").join(&c.id).join("config.v2.json")),
+                ),
             }
         }
         containers

@@ -27,7 +27,8 @@ pub fn image_reports(
     containers: &[ContainerReport],
     findings: &mut Findings,
 ) -> (Vec<ImageReport>, u64) {
-    let references = super::imagedb::reference_counts(&store.root.path.join("image/overlay2/repositories.json"));
+    let references =
+        super::imagedb::reference_counts(&store.dir, &store.root.path.join("image/overlay2/repositories.json"));
     let parents: HashSet<&str> = store.images.values().filter_map(|i| i.parent.as_deref()).collect();
     let chains: Vec<Vec<String>> = store.images.values().map(|img| chain_ids(&img.diff_ids)).collect();
 
@@ -45,7 +46,7 @@ pub fn image_reports(
         }
     }
     let own_size = |chain_id: &str| store.layerdb.layers.get(chain_id).and_then(|l| l.size).unwrap_or(0);
-    let layers_bytes = refs.keys().map(|c| own_size(c)).sum();
+    let layers_bytes = crate::bytes::sum(refs.keys().map(|c| own_size(c)));
 
     let mut out = Vec::with_capacity(chains.len());
     for ((img, chain), shown) in store.images.values().zip(&chains).zip(listed) {
@@ -61,11 +62,11 @@ pub fn image_reports(
                 continue;
             }
             let own = own_size(id);
-            size += own;
+            size = crate::bytes::add(size, own);
             // A hidden build step is not among the counted images; count it here as one more user.
             let users = refs.get(id.as_str()).copied().unwrap_or(0) + u32::from(!shown);
             if users > 1 {
-                shared += own;
+                shared = crate::bytes::add(shared, own);
             }
         }
         let tags = store.tags.get(&img.id).cloned().unwrap_or_default();
@@ -79,7 +80,7 @@ pub fn image_reports(
             tags,
             size_bytes: size,
             shared_bytes: shared,
-            unique_bytes: size - shared,
+            unique_bytes: size.saturating_sub(shared),
             containers: containers.iter().filter(|c| c.image.id == img.id).count() as u64,
             layers: chain.clone(),
             nested_in: store.nested_in.clone(),

@@ -4,9 +4,8 @@
 
 use crate::digest::{chain_ids, is_hex64, is_sha256_digest};
 use crate::finding::Findings;
+use crate::hostfs::{is_dir_name, StoreDir};
 use std::collections::BTreeMap;
-use std::fs;
-use std::io;
 use std::path::{Path, PathBuf};
 
 /// One image layer as the layer database records it.
@@ -55,10 +54,10 @@ pub struct LayerDb {
 impl LayerDb {
     /// Reads `dir` (`<data-root>/image/overlay2/layerdb`). A missing `sha256/` or `mounts/` is an empty
     /// database (a fresh engine); anything unreadable inside becomes a finding.
-    pub fn read(dir: &Path, findings: &mut Findings) -> LayerDb {
+    pub fn read(store: &StoreDir, dir: &Path, findings: &mut Findings) -> LayerDb {
         let mut db = LayerDb::default();
         let sha_dir = dir.join("sha256");
-        for (name, path) in list_dir(&sha_dir, findings) {
+        for (name, path) in list_dir(store, &sha_dir, findings) {
             if name.ends_with("-removing") {
                 db.removing.push(path);
                 continue;
@@ -71,15 +70,15 @@ impl LayerDb {
                 );
                 continue;
             }
-            match read_layer(&name, &path) {
+            match read_layer(store, &name, &path) {
                 Ok(layer) => {
                     db.layers.insert(layer.chain_id.clone(), layer);
                 }
                 Err(why) => findings.error("layerdb_entry_unreadable", why, Some(&path)),
             }
         }
-        for (name, path) in list_dir(&dir.join("mounts"), findings) {
-            match read_rw_layer(&name, &path) {
+        for (name, path) in list_dir(store, &dir.join("mounts"), findings) {
+            match read_rw_layer(store, &name, &path) {
                 Ok(rw) => {
                     db.rw_layers.insert(name, rw);
                 }
@@ -94,10 +93,11 @@ impl LayerDb {
     /// or a loop.
     pub fn chain(&self, top: &str, findings: &mut Findings) -> Vec<&ImageLayer> {
         let mut out = Vec::new();
+        let mut seen = std::collections::HashSet::new();
         let mut next = Some(top.to_owned());
         while let Some(id) = next {
-            if out.len() > 1000 {
-                findings.error("layer_chain_loop", format!("layer chain from {top} loops"), None);
+            if !seen.insert(id.clone()) {
+                findings.error("layer_chain_loop", format!("layer chain from {top} loops at {id}"), None);
                 break;
             }
             match self.layers.get(&id) {
@@ -140,77 +140,124 @@ impl LayerDb {
     }
 }
 
-fn read_layer(name: &str, path: &Path) -> Result<ImageLayer, String> {
-    let diff_id = read_field(path, "diff")?.ok_or("no diff file")?;
+fn read_layer(store: &StoreDir, name: &str, path: &Path) -> Result<ImageLayer, String> {
+    let diff_id = read_field(store, path, "diff")?.ok_or("no diff file")?;
     if !is_sha256_digest(&diff_id) {
-        return Err(format!("diff file holds {diff_id:?}, not a sha256 digest"));
+        return Err(format!("diff file holds {:?}, not a sha256 digest", excerpt(&diff_id)));
     }
-    let cache_id = read_field(path, "cache-id")?.ok_or("no cache-id file")?;
-    if cache_id.is_empty() || cache_id.contains('/') || cache_id.starts_with('.') {
-        return Err(format!("cache-id file holds {cache_id:?}, not a layer directory name"));
+    let cache_id = read_field(store, path, "cache-id")?.ok_or("no cache-id file")?;
+    if !is_dir_name(&cache_id) {
+        return Err(format!("cache-id file holds {:?}, not a layer directory name", excerpt(&cache_id)));
     }
-    let parent = read_field(path, "parent")?;
+    let parent = read_field(store, path, "parent")?;
     if let Some(p) = &parent {
         if !is_sha256_digest(p) {
-            return Err(format!("parent file holds {p:?}, not a ChainID"));
+            return Err(format!("parent file holds {:?}, not a ChainID", excerpt(p)));
         }
     }
-    let size = read_field(path, "size").ok().flatten().and_then(|s| s.parse().ok());
+    let size = read_field(store, path, "size").ok().flatten().and_then(|s| s.parse().ok());
     Ok(ImageLayer { chain_id: format!("sha256:{name}"), diff_id, parent, cache_id, size, path: path.to_owned() })
 }
 
-fn read_rw_layer(name: &str, path: &Path) -> Result<RwLayerRef, String> {
-    let mount_id = read_field(path, "mount-id")?.ok_or("no mount-id file")?;
-    if mount_id.is_empty() || mount_id.contains('/') || mount_id.starts_with('.') {
-        return Err(format!("mount-id file holds {mount_id:?}, not a layer directory name"));
+fn read_rw_layer(store: &StoreDir, name: &str, path: &Path) -> Result<RwLayerRef, String> {
+    let mount_id = read_field(store, path, "mount-id")?.ok_or("no mount-id file")?;
+    if !is_dir_name(&mount_id) {
+        return Err(format!("mount-id file holds {:?}, not a layer directory name", excerpt(&mount_id)));
+    }
+    let init_id = read_field(store, path, "init-id")?.filter(|s| !s.is_empty());
+    if let Some(init) = &init_id {
+        // The driver names a container's init layer after its writable layer, always.
+        if *init != format!("{mount_id}-init") {
+            return Err(format!("init-id file holds {:?}, not {mount_id}-init", excerpt(init)));
+        }
     }
     Ok(RwLayerRef {
         container_id: name.to_owned(),
         mount_id,
-        init_id: read_field(path, "init-id")?.filter(|s| !s.is_empty()),
-        parent: read_field(path, "parent")?.filter(|s| !s.is_empty()),
+        init_id,
+        parent: read_field(store, path, "parent")?.filter(|s| !s.is_empty()),
         path: path.to_owned(),
     })
 }
 
-/// Reads a small metadata file and trims it; `Ok(None)` when it does not exist.
-pub(crate) fn read_field(dir: &Path, file: &str) -> Result<Option<String>, String> {
-    let p = dir.join(file);
-    match fs::read(&p) {
-        Ok(bytes) => match String::from_utf8(bytes) {
-            Ok(s) => Ok(Some(s.trim().to_owned())),
-            Err(_) => Err(format!("{file} is not UTF-8 text")),
-        },
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(format!("cannot read {file}: {e}")),
-    }
+/// A bounded, escaped excerpt of a value read from a field file, for a message.
+fn excerpt(s: &str) -> String {
+    crate::hostfs::excerpt(s, 80)
 }
 
-/// The entries of a directory as (UTF-8 name, path), sorted; a missing directory is empty, any other
-/// failure is a finding. Non-UTF-8 names are reported and skipped: Docker never writes them here.
-pub(crate) fn list_dir(dir: &Path, findings: &mut Findings) -> Vec<(String, PathBuf)> {
-    let rd = match fs::read_dir(dir) {
-        Ok(rd) => rd,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Vec::new(),
+/// Reads a small metadata file under `store` and trims it; `Ok(None)` when it does not exist. A FIFO, a
+/// device, a symlink or an oversized file is refused, with the reason.
+pub(crate) fn read_field(store: &StoreDir, dir: &Path, file: &str) -> Result<Option<String>, String> {
+    store.read_field(&dir.join(file)).map_err(|e| match e {
+        crate::hostfs::HostReadError::Refused { why, .. } => format!("{file} refused: {why}"),
+        e => format!("cannot read {file}: {e}"),
+    })
+}
+
+/// The entries of a directory under `store` as (UTF-8 name, path), sorted; a missing directory is empty,
+/// any other failure (a symlink where the directory should be among them) is a finding. Non-UTF-8 names
+/// are reported and skipped: Docker never writes them here.
+pub(crate) fn list_dir(store: &StoreDir, dir: &Path, findings: &mut Findings) -> Vec<(String, PathBuf)> {
+    let entries = match store.list(dir) {
+        Ok(e) => e,
+        Err(e) if e.is_not_found() => return Vec::new(),
         Err(e) => {
-            findings.error("directory_unreadable", format!("cannot list directory: {e}"), Some(dir));
+            findings.error(e.code("directory_unreadable"), format!("cannot list directory: {e}"), Some(dir));
             return Vec::new();
         }
     };
     let mut out = Vec::new();
-    for ent in rd {
-        match ent {
-            Ok(ent) => match ent.file_name().into_string() {
-                Ok(name) => out.push((name, ent.path())),
-                Err(_) => findings.warn(
-                    "path_not_utf8",
-                    "entry name is not UTF-8; Docker does not write such names here",
-                    Some(&ent.path()),
-                ),
-            },
-            Err(e) => findings.error("directory_unreadable", format!("cannot list directory: {e}"), Some(dir)),
+    for ent in entries {
+        match ent.name.into_string() {
+            Ok(name) => {
+                let path = dir.join(&name);
+                out.push((name, path));
+            }
+            Err(name) => findings.warn(
+                "path_not_utf8",
+                "entry name is not UTF-8; Docker does not write such names here",
+                Some(&dir.join(name)),
+            ),
         }
     }
     out.sort();
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn layer(i: usize, parent: Option<usize>) -> ImageLayer {
+        ImageLayer {
+            chain_id: format!("sha256:{i:064x}"),
+            diff_id: format!("sha256:{i:064x}"),
+            parent: parent.map(|p| format!("sha256:{p:064x}")),
+            cache_id: format!("{i:064x}"),
+            size: Some(1),
+            path: PathBuf::new(),
+        }
+    }
+
+    #[test]
+    fn a_deep_chain_is_followed_whole_and_only_a_real_loop_is_a_loop() {
+        let n = 10_001;
+        let mut db = LayerDb::default();
+        for i in 0..n {
+            let l = layer(i, i.checked_sub(1));
+            db.layers.insert(l.chain_id.clone(), l);
+        }
+        let top = format!("sha256:{:064x}", n - 1);
+        let mut f = Findings::default();
+        let chain = db.chain(&top, &mut f);
+        assert_eq!(chain.len(), n);
+        assert_eq!(chain[0].chain_id, format!("sha256:{:064x}", 0));
+        assert!(f.as_slice().is_empty(), "{:?}", f.as_slice());
+        // The base's parent is the top: a loop, reported once, each layer still listed once.
+        let base = layer(0, Some(n - 1));
+        db.layers.insert(base.chain_id.clone(), base);
+        let chain = db.chain(&top, &mut f);
+        assert_eq!(chain.len(), n);
+        assert_eq!(f.as_slice().iter().filter(|x| x.code == "layer_chain_loop").count(), 1);
+    }
 }

@@ -6,6 +6,7 @@
 //! for an agent in a container); `root.host_path` is how the host's mount table names it
 //! (`/var/lib/docker`). Layer paths taken from the mount table are host paths.
 
+pub mod buildcache;
 pub mod containers;
 pub mod engine;
 pub mod image_usage;
@@ -14,8 +15,10 @@ pub mod layerdb;
 pub mod logs;
 pub mod nested;
 pub mod orphans;
+pub mod volumes;
 
 use crate::finding::Findings;
+use crate::hostfs::{excerpt, FileKind, StoreDir};
 use containers::{read_container_config, ContainerConfig};
 use imagedb::{read_images, read_tags, ImageConfig};
 use layerdb::{list_dir, LayerDb};
@@ -85,6 +88,8 @@ pub struct DockerStore {
     pub cache_to_chain: HashMap<String, String>,
     /// For a data root nested in a container of another engine (Docker-in-Docker): that container.
     pub nested_in: Option<crate::report::NestedIn>,
+    /// The data root, held open: every metadata file and writable layer is reached through it.
+    pub dir: std::sync::Arc<StoreDir>,
 }
 
 impl DockerStore {
@@ -92,21 +97,33 @@ impl DockerStore {
     /// unreadable or not an overlay2 root; problems inside it become findings.
     pub fn open(root: DockerRoot, findings: &mut Findings) -> Result<DockerStore, StoreError> {
         check_root(&root.path)?;
+        let store = StoreDir::open(&root.path).map_err(|source| StoreError::Io { path: root.path.clone(), source })?;
         let image_dir = root.path.join("image/overlay2");
-        let layerdb = LayerDb::read(&image_dir.join("layerdb"), findings);
-        let images = read_images(&image_dir.join("imagedb"), findings);
-        let tags = read_tags(&image_dir.join("repositories.json"), findings);
+        let layerdb = LayerDb::read(&store, &image_dir.join("layerdb"), findings);
+        let images = read_images(&store, &image_dir.join("imagedb"), findings);
+        let tags = read_tags(&store, &image_dir.join("repositories.json"), findings);
         let mut containers = BTreeMap::new();
-        for (id, dir) in list_dir(&root.path.join("containers"), findings) {
-            let record = read_container_config(&dir.join("config.v2.json")).map_err(|e| e.to_string());
-            if let Err(why) = &record {
-                findings.error("container_config_unparsable", why.clone(), Some(&dir.join("config.v2.json")));
+        for (id, dir) in list_dir(&store, &root.path.join("containers"), findings) {
+            let config = dir.join("config.v2.json");
+            let record = read_container_config(&store, &config);
+            if let Err(e) = &record {
+                findings.error(e.code(), e.to_string(), Some(&config));
             }
-            containers.insert(id, record);
+            containers.insert(id, record.map_err(|e| e.to_string()));
         }
-        let short_links = read_short_links(&root.path.join("overlay2/l"), findings);
+        let short_links = read_short_links(&store, &root.path.join("overlay2/l"), findings);
         let cache_to_chain = layerdb.layers.values().map(|l| (l.cache_id.clone(), l.chain_id.clone())).collect();
-        Ok(DockerStore { root, layerdb, images, tags, containers, short_links, cache_to_chain, nested_in: None })
+        Ok(DockerStore {
+            root,
+            layerdb,
+            images,
+            tags,
+            containers,
+            short_links,
+            cache_to_chain,
+            nested_in: None,
+            dir: store.into(),
+        })
     }
 
     /// Where this process reads the overlay2 directory named `cache_id`.
@@ -136,17 +153,23 @@ impl DockerStore {
     /// host path of the layer's `diff`, top first. `Ok(None)` for a base layer (no `lower` file).
     pub fn lower_chain(&self, cache_id: &str) -> Result<Option<Vec<PathBuf>>, String> {
         let path = self.layer_dir(cache_id).join("lower");
-        let text = match fs::read_to_string(&path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+        let text = match self.dir.read(&path, FileKind::Field) {
+            Ok(t) => String::from_utf8_lossy(&t).into_owned(),
+            Err(e) if e.is_not_found() => return Ok(None),
+            Err(e) => return Err(format!("cannot read {e}")),
         };
         let mut out = Vec::new();
         for entry in text.trim().split(':').filter(|s| !s.is_empty()) {
             let short = entry.strip_prefix("l/").unwrap_or(entry);
             match self.short_links.get(short) {
                 Some(cache) => out.push(self.host_layer_dir(cache).join("diff")),
-                None => return Err(format!("{} names short link {entry}, which does not exist", path.display())),
+                None => {
+                    return Err(format!(
+                        "{} names short link {}, which does not exist",
+                        path.display(),
+                        excerpt(entry, 64)
+                    ))
+                }
             }
         }
         Ok(Some(out))
@@ -187,18 +210,30 @@ fn check_root(path: &Path) -> Result<(), StoreError> {
     Err(StoreError::NotOverlay2 { path: path.to_owned(), detail })
 }
 
-/// Reads `overlay2/l/`: each entry is a symlink `../<cache-id>/diff`.
-pub(crate) fn read_short_links(dir: &Path, findings: &mut Findings) -> HashMap<String, String> {
+/// Reads `overlay2/l/` under `store`: each entry is a symlink `../<cache-id>/diff`. The links are read,
+/// never followed.
+pub(crate) fn read_short_links(store: &StoreDir, dir: &Path, findings: &mut Findings) -> HashMap<String, String> {
     let mut out = HashMap::new();
-    for (name, path) in list_dir(dir, findings) {
-        match fs::read_link(&path) {
-            Ok(target) => match cache_id_from_link_target(&target) {
+    let entries = list_dir(store, dir, findings);
+    if entries.is_empty() {
+        return out;
+    }
+    let fd = match store.open_dir(dir) {
+        Ok(fd) => fd,
+        Err(e) => {
+            findings.error(e.code("directory_unreadable"), format!("cannot read short links: {e}"), Some(dir));
+            return out;
+        }
+    };
+    for (name, path) in entries {
+        match nix::fcntl::readlinkat(&fd, name.as_str()) {
+            Ok(target) => match cache_id_from_link_target(Path::new(&target)) {
                 Some(cache) => {
                     out.insert(name, cache);
                 }
                 None => findings.warn(
                     "short_link_unexpected",
-                    format!("short link points to {}, not ../<layer>/diff", target.display()),
+                    format!("short link points to {}, not ../<layer>/diff", excerpt(&target.to_string_lossy(), 128)),
                     Some(&path),
                 ),
             },
@@ -212,7 +247,7 @@ pub(crate) fn cache_id_from_link_target(target: &Path) -> Option<String> {
     let parts: Vec<Component> = target.components().collect();
     match parts.as_slice() {
         [Component::ParentDir, Component::Normal(cache), Component::Normal(diff)] if *diff == "diff" => {
-            cache.to_str().map(str::to_owned)
+            cache.to_str().filter(|c| crate::hostfs::is_dir_name(c)).map(str::to_owned)
         }
         _ => None,
     }

@@ -6,6 +6,7 @@
 //! `daemon/graphdriver/overlay2`):
 //! - an overlay2 directory is referenced when a layer (`layerdb/sha256/*/cache-id`) or a container
 //!   (`layerdb/mounts/*/{mount-id,init-id}`) names it;
+//! - an overlay2 directory that BuildKit's `buildkit/snapshots.db` names is build cache;
 //! - `overlay2/l/<short>` is the short link of the directory it points to;
 //! - a layer being deleted is first renamed `layerdb/sha256/<chain-id>-<random>-removing`, then its
 //!   directory is removed, then the renamed entry; a crash in between leaves both;
@@ -158,6 +159,10 @@ impl<'a> Audit<'a> {
                 referenced.insert(init.clone(), format!("container {}", rw.container_id));
             }
         }
+        // BuildKit's snapshots are overlay2 directories too: build cache, never orphans.
+        for dir in super::buildcache::build_cache_dirs(&store.root.path, findings) {
+            referenced.entry(dir.clone()).or_insert_with(|| format!("build cache snapshot {dir}"));
+        }
 
         let host_overlay2 = store.root.host_path.join("overlay2");
         let mut live_dirs = HashSet::new();
@@ -193,14 +198,14 @@ impl<'a> Audit<'a> {
 
         let mut leftover_refs = HashMap::new();
         for path in &db.removing {
-            if let Ok(Some(cache)) = read_field(path, "cache-id") {
+            if let Ok(Some(cache)) = read_field(&store.dir, path, "cache-id") {
                 leftover_refs
                     .insert(cache, format!("left by an interrupted removal ({})", host_path(store, path).display()));
             }
         }
         let mut transactions = Vec::new();
-        for (_, path) in list_dir(&layerdb_dir.join("tmp"), findings) {
-            let cache_id = read_field(&path, "cache-id").ok().flatten().filter(|c| !c.is_empty());
+        for (_, path) in list_dir(&store.dir, &layerdb_dir.join("tmp"), findings) {
+            let cache_id = read_field(&store.dir, &path, "cache-id").ok().flatten().filter(|c| !c.is_empty());
             if let Some(c) = &cache_id {
                 leftover_refs.insert(
                     c.clone(),
@@ -211,12 +216,12 @@ impl<'a> Audit<'a> {
         }
 
         let mut unreadable_entries = Vec::new();
-        for (name, path) in list_dir(&layerdb_dir.join("sha256"), findings) {
+        for (name, path) in list_dir(&store.dir, &layerdb_dir.join("sha256"), findings) {
             if is_hex64(&name) && !db.layers.contains_key(&format!("sha256:{name}")) {
                 unreadable_entries.push(path);
             }
         }
-        for (name, path) in list_dir(&layerdb_dir.join("mounts"), findings) {
+        for (name, path) in list_dir(&store.dir, &layerdb_dir.join("mounts"), findings) {
             if !db.rw_layers.contains_key(&name) {
                 unreadable_entries.push(path);
             }
@@ -251,7 +256,7 @@ impl<'a> Audit<'a> {
     fn layer_dirs(&self, found: &mut Vec<Candidate>, findings: &mut Findings) {
         let open = self.open_transactions();
         let mut withheld = Vec::new();
-        for (name, path) in list_dir(&self.overlay2, findings) {
+        for (name, path) in list_dir(&self.store.dir, &self.overlay2, findings) {
             if DRIVER_ENTRIES.contains(&name.as_str()) {
                 continue;
             }
@@ -350,7 +355,7 @@ impl<'a> Audit<'a> {
     fn check_referenced(&self, name: &str, path: &Path, owner: &str, findings: &mut Findings) {
         let host = host_path(self.store, path);
         let writable = self.store.layerdb.rw_layers.values().any(|rw| rw.mount_id == name);
-        match read_field(path, "link") {
+        match read_field(&self.store.dir, path, "link") {
             Ok(None) => findings.error(
                 "layer_link_missing",
                 format!("the directory of {owner} has no link file, so no layer above it can be mounted"),
@@ -419,9 +424,11 @@ impl<'a> Audit<'a> {
             if self.is_recent(modified) {
                 continue;
             }
-            let cache = read_field(path, "cache-id").ok().flatten().unwrap_or_default();
+            let cache = read_field(&self.store.dir, path, "cache-id").ok().flatten().unwrap_or_default();
             let dir_state = if cache.is_empty() {
                 "it names no layer directory".to_owned()
+            } else if !crate::hostfs::is_dir_name(&cache) {
+                format!("its cache-id {:?} is not a layer directory name", crate::hostfs::excerpt(&cache, 80))
             } else if self.overlay2.join(&cache).exists() {
                 format!("its layer directory {cache} is still there (listed separately)")
             } else {

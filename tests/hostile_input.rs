@@ -1,0 +1,565 @@
+//! What a store's owner or a corrupt file can make `ovlaudit report` do (issue 17): each test builds a
+//! hostile tree by hand (a rootless containers-storage store owned by an unprivileged uid, or a damaged
+//! Docker data root), runs the real binary under a deadline, and checks that the run ends, that a finding
+//! names the refused file, and that nothing outside the store (a file name, a secret) reaches the output.
+
+use crate::common::OVLAUDIT;
+use serde_json::Value;
+use std::fs;
+use std::os::unix::fs::{symlink, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const USER: u32 = 65534;
+const BASE: &str = "1111111111111111111111111111111111111111111111111111111111111111";
+const RW: &str = "2222222222222222222222222222222222222222222222222222222222222222";
+const IMG: &str = "3333333333333333333333333333333333333333333333333333333333333333";
+const CTR: &str = "4444444444444444444444444444444444444444444444444444444444444444";
+const EVIL: &str = "5555555555555555555555555555555555555555555555555555555555555555";
+
+fn write(path: &Path, text: &str) {
+    fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+    fs::write(path, text).expect("write fixture file");
+}
+
+fn chown_tree(path: &Path, uid: u32) {
+    let status = Command::new("chown").arg("-R").arg(format!("{uid}:{uid}")).arg(path).status().expect("chown");
+    assert!(status.success(), "chown -R {}", path.display());
+}
+
+fn mkfifo(path: &Path) {
+    let status = Command::new("mkfifo").arg(path).status().expect("mkfifo");
+    assert!(status.success(), "mkfifo {}", path.display());
+}
+
+/// A host root with an empty mount table, no Docker, and a minimal rootless store of mallory's (one image
+/// layer, one container on its writable layer). Returns (host, store).
+fn host_with_rootless_store(tmp: &Path) -> (PathBuf, PathBuf) {
+    let host = tmp.join("host");
+    write(&host.join("proc/1/mountinfo"), "1 0 8:1 / / rw,relatime - ext4 /dev/vda rw\n");
+    let s = host.join("home/mallory/.local/share/containers/storage");
+    write(
+        &s.join("overlay-layers/layers.json"),
+        &format!(
+            r#"[{{"id":"{BASE}","diff-digest":"sha256:{BASE}","diff-size":100}},{{"id":"{RW}","parent":"{BASE}"}}]"#
+        ),
+    );
+    write(
+        &s.join("overlay-images/images.json"),
+        &format!(r#"[{{"id":"{IMG}","names":["localhost/bb:1"],"layer":"{BASE}"}}]"#),
+    );
+    write(&s.join("overlay-containers/containers.json"), &containers_json(&[(CTR, RW)]));
+    for (id, short) in [(BASE, "BASE0000000000000000000000"), (RW, "RW00000000000000000000000A")] {
+        fs::create_dir_all(s.join("overlay").join(id).join("diff")).expect("mkdir");
+        fs::create_dir_all(s.join("overlay").join(id).join("work")).expect("mkdir");
+        write(&s.join("overlay").join(id).join("link"), short);
+        fs::create_dir_all(s.join("overlay/l")).expect("mkdir");
+        symlink(format!("../{id}/diff"), s.join("overlay/l").join(short)).expect("short link");
+    }
+    write(&s.join("overlay").join(RW).join("lower"), "l/BASE0000000000000000000000");
+    write(&s.join("overlay").join(RW).join("diff/hello"), "hello\n");
+    chown_tree(&host.join("home/mallory"), USER);
+    (host, s)
+}
+
+fn containers_json(records: &[(&str, &str)]) -> String {
+    let items: Vec<String> = records
+        .iter()
+        .map(|(id, layer)| {
+            format!(r#"{{"id":"{id}","names":["c{}"],"image":"{IMG}","layer":{}}}"#, &id[..4], Value::from(*layer))
+        })
+        .collect();
+    format!("[{}]", items.join(","))
+}
+
+/// `ovlaudit report --format json --root HOST ARGS`, killed (and the test failed) after 30 s: a hang is
+/// exactly what these tests guard against. Returns the parsed report and the raw output.
+fn report(host: &Path, args: &[&str]) -> (Value, String) {
+    let mut child = Command::new(OVLAUDIT)
+        .args(["report", "--format", "json", "--root"])
+        .arg(host)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run ovlaudit");
+    let started = Instant::now();
+    while child.try_wait().expect("wait").is_none() {
+        if started.elapsed() > Duration::from_secs(30) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("ovlaudit report did not finish within 30 s on a hostile tree");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().expect("output");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "report failed ({}): {}", out.status, String::from_utf8_lossy(&out.stderr));
+    (serde_json::from_str(&stdout).expect("one JSON document"), stdout)
+}
+
+fn findings<'a>(r: &'a Value, code: &str) -> Vec<&'a Value> {
+    r["findings"].as_array().expect("findings").iter().filter(|f| f["code"] == code).collect()
+}
+
+fn has_finding_at(r: &Value, code: &str, path: &Path) -> bool {
+    findings(r, code).iter().any(|f| f["path"].as_str() == path.to_str())
+}
+
+#[test]
+fn a_rootless_layer_naming_a_path_outside_its_store_is_never_walked() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let (host, s) = host_with_rootless_store(tmp.path());
+    // A root-only directory named diff elsewhere on the host, and one inside the host root.
+    let outside = tmp.path().join("outside");
+    write(&outside.join("diff/private/root-only-name.txt"), "topsecret");
+    fs::set_permissions(&outside, fs::Permissions::from_mode(0o700)).expect("chmod");
+    write(&host.join("var/lib/other/diff/other-name.txt"), "x");
+    let records = [
+        (CTR, RW),
+        (EVIL, "../../../../../../../var/lib/other"),
+        ("6666666666666666666666666666666666666666666666666666666666666666", outside.to_str().expect("utf-8")),
+    ];
+    write(&s.join("overlay-containers/containers.json"), &containers_json(&records));
+    chown_tree(&host.join("home/mallory"), USER);
+
+    let (r, raw) = report(&host, &["--top", "3"]);
+    assert_eq!(findings(&r, "container_layer_id_invalid").len(), 2, "{raw}");
+    let ids: Vec<&str> =
+        r["containers"].as_array().expect("containers").iter().filter_map(|c| c["id"].as_str()).collect();
+    assert_eq!(ids, vec![CTR], "only the container with a real layer id is reported");
+    let top: Vec<&str> = r["containers"][0]["writable"]["top_files"]
+        .as_array()
+        .expect("top files")
+        .iter()
+        .filter_map(|t| t["path"].as_str())
+        .collect();
+    assert_eq!(top, vec!["/hello"]);
+    for name in ["root-only-name.txt", "other-name.txt", "topsecret"] {
+        assert!(!raw.contains(name), "{name} reached the report:\n{raw}");
+    }
+}
+
+#[test]
+fn a_lower_file_linked_to_a_secret_is_refused_and_not_printed() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let (host, s) = host_with_rootless_store(tmp.path());
+    let secret = tmp.path().join("root-only/id_ed25519");
+    write(&secret, "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQ\n");
+    fs::set_permissions(&secret, fs::Permissions::from_mode(0o600)).expect("chmod");
+    let lower = s.join("overlay").join(RW).join("lower");
+    fs::remove_file(&lower).expect("rm");
+    symlink(&secret, &lower).expect("symlink");
+
+    let (r, raw) = report(&host, &[]);
+    let refused = findings(&r, "metadata_refused");
+    assert!(
+        refused.iter().any(|f| f["message"].as_str().is_some_and(|m| m.contains("symbolic link"))),
+        "no refusal of the linked lower file:\n{raw}"
+    );
+    assert!(!raw.contains("OPENSSH") && !raw.contains("b3BlbnNz"), "the secret reached the report:\n{raw}");
+    assert_eq!(r["containers"][0]["writable"]["lowerdirs"], Value::Array(vec![]));
+}
+
+#[test]
+fn a_hard_link_to_a_file_the_store_owner_cannot_read_is_refused() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let (host, s) = host_with_rootless_store(tmp.path());
+    // Root's own file, not world-readable, linked into the store: the store's owner could not read it.
+    let lower = s.join("overlay").join(RW).join("lower");
+    fs::remove_file(&lower).expect("rm");
+    write(&lower, "l/SECRETSECRETSECRET");
+    std::os::unix::fs::chown(&lower, Some(0), Some(0)).expect("chown");
+    fs::set_permissions(&lower, fs::Permissions::from_mode(0o600)).expect("chmod");
+    let (r, raw) = report(&host, &[]);
+    assert!(
+        findings(&r, "metadata_refused")
+            .iter()
+            .any(|f| f["message"].as_str().is_some_and(|m| m.contains("cannot read") && m.contains("uid 0"))),
+        "{raw}"
+    );
+    assert!(!raw.contains("SECRETSECRET"), "{raw}");
+}
+
+#[test]
+fn fifos_and_devices_in_metadata_end_in_findings_not_hangs() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let (host, s) = host_with_rootless_store(tmp.path());
+    let containers = s.join("overlay-containers/containers.json");
+    let volatile = s.join("overlay-layers/volatile-layers.json");
+    let bolt = s.join("libpod/bolt_state.db");
+    let lower = s.join("overlay").join(RW).join("lower");
+    fs::remove_file(&containers).expect("rm");
+    mkfifo(&containers);
+    symlink("/dev/zero", &volatile).expect("symlink");
+    fs::create_dir_all(bolt.parent().expect("parent")).expect("mkdir");
+    mkfifo(&bolt);
+    fs::remove_file(&lower).expect("rm");
+    mkfifo(&lower);
+    chown_tree(&host.join("home/mallory"), USER);
+
+    let (r, raw) = report(&host, &[]);
+    for p in [&containers, &volatile, &bolt] {
+        assert!(has_finding_at(&r, "metadata_refused", p), "no refusal of {}:\n{raw}", p.display());
+    }
+    assert!(raw.contains("not a regular file (a FIFO)"), "{raw}");
+    // Orphans are held back while a metadata file could not be read.
+    assert!(!findings(&r, "orphans_withheld").is_empty(), "{raw}");
+}
+
+#[test]
+fn a_store_whose_overlay_links_into_another_store_claims_none_of_its_layers() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let (host, s) = host_with_rootless_store(tmp.path());
+    // Another user's store with a layer directory mallory's records do not name.
+    let other = host.join("home/bob/.local/share/containers/storage");
+    write(&other.join("overlay-layers/layers.json"), "[]");
+    fs::create_dir_all(other.join("overlay/9999999999999999999999999999999999999999999999999999999999999999/diff"))
+        .expect("mkdir");
+    chown_tree(&host.join("home/bob"), USER + 1);
+    // `overlay` itself a link to bob's: nothing of bob's is mallory's, orphan or otherwise.
+    fs::rename(s.join("overlay"), s.join("overlay.real")).expect("rename");
+    symlink(other.join("overlay"), s.join("overlay")).expect("symlink");
+    let (r, raw) = report(&host, &["--orphan-min-age", "0"]);
+    let orphans: Vec<&str> =
+        r["orphans"].as_array().expect("orphans").iter().filter_map(|o| o["path"].as_str()).collect();
+    assert_eq!(orphans, vec!["/home/bob/.local/share/containers/storage/overlay/9999999999999999999999999999999999999999999999999999999999999999"], "{raw}");
+    assert!(has_finding_at(&r, "metadata_refused", &s.join("overlay")), "{raw}");
+
+    // One layer directory a link into bob's store.
+    fs::remove_file(s.join("overlay")).expect("rm");
+    fs::rename(s.join("overlay.real"), s.join("overlay")).expect("rename back");
+    symlink(
+        other.join("overlay/9999999999999999999999999999999999999999999999999999999999999999"),
+        s.join("overlay/8888888888888888888888888888888888888888888888888888888888888888"),
+    )
+    .expect("symlink");
+    chown_tree(&host.join("home/mallory"), USER);
+
+    let (r, raw) = report(&host, &["--orphan-min-age", "0"]);
+    let orphan_paths: Vec<&str> =
+        r["orphans"].as_array().expect("orphans").iter().filter_map(|o| o["path"].as_str()).collect();
+    assert!(
+        orphan_paths.iter().all(|p| !p.contains("/home/mallory/")),
+        "mallory's store reports orphans: {orphan_paths:?}"
+    );
+    assert!(
+        findings(&r, "store_entry_is_link").iter().any(|f| f["path"]
+            .as_str()
+            .is_some_and(|p| p.ends_with("8888888888888888888888888888888888888888888888888888888888888888"))),
+        "{raw}"
+    );
+    // Bob's own orphan is still his.
+    assert!(orphan_paths.iter().any(|p| p.starts_with("/home/bob/")), "{orphan_paths:?}");
+}
+
+#[test]
+fn a_damaged_docker_root_names_each_refused_file_and_stats_nothing_outside() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let host = tmp.path().join("host");
+    write(&host.join("proc/1/mountinfo"), "1 0 8:1 / / rw,relatime - ext4 /dev/vda rw\n");
+    let d = host.join("var/lib/docker");
+    fs::create_dir_all(d.join("image/overlay2/layerdb/sha256")).expect("mkdir");
+    fs::create_dir_all(d.join("overlay2/l")).expect("mkdir");
+    let shadow = host.join("etc/shadow");
+    write(&shadow, &"x".repeat(1234));
+    // CTR: a record whose LogPath points at the host's shadow file. EVIL: a FIFO for a record, and an
+    // init-id that climbs out of overlay2/.
+    for (cid, rw) in [(CTR, RW), (EVIL, BASE)] {
+        let m = d.join("image/overlay2/layerdb/mounts").join(cid);
+        write(&m.join("mount-id"), rw);
+        fs::create_dir_all(d.join("overlay2").join(rw).join("diff")).expect("mkdir");
+    }
+    write(&d.join("image/overlay2/layerdb/mounts").join(CTR).join("init-id"), &format!("{RW}-init"));
+    write(&d.join("image/overlay2/layerdb/mounts").join(EVIL).join("init-id"), "../../../../etc");
+    write(
+        &d.join("containers").join(CTR).join("config.v2.json"),
+        &format!(r#"{{"ID":"{CTR}","Name":"/c","LogPath":"/etc/shadow","State":{{}}}}"#),
+    );
+    fs::create_dir_all(d.join("containers").join(EVIL)).expect("mkdir");
+    mkfifo(&d.join("containers").join(EVIL).join("config.v2.json"));
+
+    let (r, raw) = report(&host, &[]);
+    let c = r["containers"].as_array().expect("containers").iter().find(|c| c["id"] == CTR).expect("CTR reported");
+    assert_eq!(c["log_bytes"], Value::Null, "{raw}");
+    assert_eq!(findings(&r, "log_path_outside_container").len(), 1, "{raw}");
+    assert!(!raw.contains("1234"), "the shadow file's size reached the report:\n{raw}");
+    assert!(has_finding_at(&r, "metadata_refused", &d.join("containers").join(EVIL).join("config.v2.json")), "{raw}");
+    assert!(
+        findings(&r, "layerdb_mount_unreadable")
+            .iter()
+            .any(|f| f["message"].as_str().is_some_and(|m| m.contains("init-id"))),
+        "{raw}"
+    );
+}
+
+#[test]
+fn records_sharing_one_writable_layer_measure_it_once() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let (host, s) = host_with_rootless_store(tmp.path());
+    let records: Vec<(String, &str)> = (0..50).map(|i| (format!("{:064x}", 0xc0 + i), RW)).collect();
+    let refs: Vec<(&str, &str)> = records.iter().map(|(id, l)| (id.as_str(), *l)).collect();
+    write(&s.join("overlay-containers/containers.json"), &containers_json(&refs));
+    chown_tree(&host.join("home/mallory"), USER);
+    let (r, raw) = report(&host, &[]);
+    let ids: Vec<&str> =
+        r["containers"].as_array().expect("containers").iter().filter_map(|c| c["id"].as_str()).collect();
+    assert_eq!(ids, vec![records[0].0.as_str()], "{raw}");
+    assert_eq!(r["containers"][0]["writable"]["apparent_bytes"], 6, "hello\\n, once");
+    // Five named, then one line for the other 44.
+    let shared = findings(&r, "container_layer_shared");
+    assert_eq!(shared.len(), 6, "{raw}");
+    assert!(shared[5]["message"].as_str().is_some_and(|m| m.starts_with("44 more")), "{raw}");
+}
+
+#[test]
+fn sparse_files_adding_past_i64_are_capped_with_a_finding_not_wrapped() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let host = tmp.path().join("host");
+    write(&host.join("proc/1/mountinfo"), "1 0 8:1 / / rw,relatime - ext4 /dev/vda rw\n");
+    let d = host.join("var/lib/docker");
+    fs::create_dir_all(d.join("image/overlay2/layerdb/sha256")).expect("mkdir");
+    fs::create_dir_all(d.join("overlay2/l")).expect("mkdir");
+    write(&d.join("image/overlay2/layerdb/mounts").join(CTR).join("mount-id"), RW);
+    write(&d.join("containers").join(CTR).join("config.v2.json"), &format!(r#"{{"ID":"{CTR}","Name":"/c"}}"#));
+    let upper = d.join("overlay2").join(RW).join("diff");
+    fs::create_dir_all(&upper).expect("mkdir");
+    // Only tmpfs (and XFS) take files of 2^63-1 bytes: one is mounted on the upperdir in a private mount
+    // namespace, where the report also runs. 2^63-1 + (2^63-1 - 2^20 + 2) + 2^20 is 2^64: 0 in u64.
+    let script = format!(
+        "set -e; mount -t tmpfs -o size=4m tmpfs '{u}'; head -c 1048576 /dev/zero > '{u}/real'; \
+         truncate -s 9223372036854775807 '{u}/a'; truncate -s {b} '{u}/b'; \
+         exec '{bin}' report --format json --root '{h}'",
+        u = upper.display(),
+        b = i64::MAX as u64 - (1 << 20) + 2,
+        bin = OVLAUDIT,
+        h = host.display()
+    );
+    let out = Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c", &script])
+        .output()
+        .expect("run unshare");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let r: Value = serde_json::from_slice(&out.stdout).expect("one JSON document");
+    let w = &r["containers"][0]["writable"];
+    assert_eq!(w["apparent_bytes"], i64::MAX, "held at i64::MAX, not wrapped: {w}");
+    assert_eq!(r["totals"]["writable_apparent_bytes"], i64::MAX);
+    assert_eq!(findings(&r, "size_capped").len(), 1, "{}", r["findings"]);
+}
+
+#[test]
+fn a_file_sink_that_runs_out_of_space_leaves_only_whole_lines() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let host = tmp.path().join("host");
+    write(&host.join("proc/1/mountinfo"), "1 0 8:1 / / rw,relatime - ext4 /dev/vda rw\n");
+    let d = host.join("var/lib/docker");
+    fs::create_dir_all(d.join("image/overlay2/layerdb/sha256")).expect("mkdir");
+    fs::create_dir_all(d.join("overlay2/l")).expect("mkdir");
+    // Twenty containers with labels long enough that a 64 KiB file fills within a few scans, mid-event.
+    for i in 0..20 {
+        let (cid, rw) = (format!("{:064x}", 0x1000 + i), format!("{:064x}", 0x2000 + i));
+        write(&d.join("image/overlay2/layerdb/mounts").join(&cid).join("mount-id"), &rw);
+        fs::create_dir_all(d.join("overlay2").join(&rw).join("diff")).expect("mkdir");
+        let label = "v".repeat(300 + i * 13);
+        write(
+            &d.join("containers").join(&cid).join("config.v2.json"),
+            &format!(r#"{{"ID":"{cid}","Name":"/c{i}","Config":{{"Labels":{{"l":"{label}"}}}}}}"#),
+        );
+    }
+    let out_dir = tmp.path().join("events");
+    fs::create_dir_all(&out_dir).expect("mkdir");
+    let config = tmp.path().join("ovlaudit.toml");
+    write(&config, "");
+    let file = out_dir.join("events.ndjson");
+    // In a private mount namespace: a 64 KiB tmpfs for the sink's file, full after a few scans, then grown
+    // to 4 MiB while the agent keeps retrying (with back-off: up to 20 s are given for the file to grow);
+    // then the agent is stopped and the file printed.
+    let script = format!(
+        "set -e; mount -t tmpfs -o size=64k tmpfs '{o}'; \
+         '{bin}' run --config '{c}' --interval 1s --root '{h}' --sink 'file:{f}' --log-level warn & a=$!; \
+         sleep 5; mount -o remount,size=4m '{o}'; \
+         for i in $(seq 80); do sleep 0.25; [ $(stat -c %s '{f}') -gt 100000 ] && break; done; \
+         kill -TERM $a; wait $a || true; cat '{f}'",
+        o = out_dir.display(),
+        bin = OVLAUDIT,
+        c = config.display(),
+        h = host.display(),
+        f = file.display()
+    );
+    let out = Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c", &script])
+        .output()
+        .expect("run unshare");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(
+        text.len() > 100_000,
+        "the file grew past the first 64 KiB once space returned ({} bytes); agent said: {}",
+        text.len(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for (n, line) in lines.iter().enumerate() {
+        assert!(serde_json::from_str::<Value>(line).is_ok(), "line {} does not parse: {:.200}", n + 1, line);
+    }
+    assert!(text.ends_with('\n'));
+}
+
+/// A Docker root of `n` containers under `host/var/lib/docker` and an empty mount table; returns the
+/// writable layers' directories (where this process reads them).
+fn docker_host(host: &Path, n: usize) -> Vec<PathBuf> {
+    write(&host.join("proc/1/mountinfo"), "1 0 8:1 / / rw,relatime - ext4 /dev/vda rw\n");
+    let d = host.join("var/lib/docker");
+    fs::create_dir_all(d.join("image/overlay2/layerdb/sha256")).expect("mkdir");
+    fs::create_dir_all(d.join("overlay2/l")).expect("mkdir");
+    (0..n)
+        .map(|i| {
+            let (cid, rw) = (format!("{:064x}", 0x7000 + i), format!("{:064x}", 0x8000 + i));
+            write(&d.join("image/overlay2/layerdb/mounts").join(&cid).join("mount-id"), &rw);
+            write(
+                &d.join("containers").join(&cid).join("config.v2.json"),
+                &format!(r#"{{"ID":"{cid}","Name":"/c{i}"}}"#),
+            );
+            let upper = d.join("overlay2").join(&rw).join("diff");
+            fs::create_dir_all(&upper).expect("mkdir");
+            upper
+        })
+        .collect()
+}
+
+/// A file of `size` bytes at the bottom of `levels` directories named with `name_len` characters under
+/// `base`, a path far longer than PATH_MAX: each level is reached through the previous one's descriptor
+/// (`/proc/self/fd/N/name`), as a process inside a container would make it with `chdir`.
+fn deep_file(base: &Path, levels: usize, name_len: usize, size: usize) {
+    let name = "d".repeat(name_len);
+    let mut dir = fs::File::open(base).expect("open base");
+    for _ in 0..levels {
+        let next = PathBuf::from(format!("/proc/self/fd/{}/{name}", std::os::fd::AsRawFd::as_raw_fd(&dir)));
+        fs::create_dir(&next).expect("mkdir one level deeper");
+        dir = fs::File::open(&next).expect("open it");
+    }
+    let file = format!("/proc/self/fd/{}/big", std::os::fd::AsRawFd::as_raw_fd(&dir));
+    fs::write(file, vec![b'x'; size]).expect("write the deep file");
+}
+
+#[test]
+fn an_event_over_a_datagrams_limit_is_cut_to_fit_not_retried_forever() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let host = tmp.path().join("host");
+    let upper = &docker_host(&host, 1)[0];
+    // What any container process can do in its own /: a file at the bottom of a 300-level path (75 KB),
+    // so that its container event with top_files is larger than a UDP datagram can be.
+    deep_file(upper, 300, 250, 100_000);
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+    sock.set_read_timeout(Some(Duration::from_millis(200))).expect("timeout");
+    let port = sock.local_addr().expect("addr").port();
+    let config = tmp.path().join("ovlaudit.toml");
+    write(&config, "top_files = 2\n");
+    let mut agent = Command::new(OVLAUDIT)
+        .args(["run", "--config"])
+        .arg(&config)
+        .args(["--interval", "1s", "--log-level", "off", "--sink", &format!("syslog+udp://127.0.0.1:{port}"), "--root"])
+        .arg(&host)
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("run agent");
+    let mut containers = Vec::new();
+    let mut largest = 0;
+    let started = Instant::now();
+    let mut buf = vec![0u8; 70_000];
+    while containers.len() < 2 && started.elapsed() < Duration::from_secs(20) {
+        if let Ok(n) = sock.recv(&mut buf) {
+            largest = largest.max(n);
+            let text = String::from_utf8_lossy(&buf[..n]);
+            if let Some(json) = text.find('{').map(|i| &text[i..]) {
+                let v: Value = serde_json::from_str(json).expect("each datagram carries one whole event");
+                if v["event"]["dataset"] == "ovlaudit.container" {
+                    containers.push(v);
+                }
+            }
+        }
+    }
+    let _ = agent.kill();
+    let _ = agent.wait();
+    assert_eq!(containers.len(), 2, "container events of two scans arrive (largest datagram {largest} bytes)");
+    assert!(largest <= 65_507);
+    let truncated = &containers[0]["ovlaudit"]["truncated"];
+    assert!(
+        truncated.as_array().is_some_and(|a| a.iter().any(|c| c == "ovlaudit.container.writable.top_files")),
+        "{truncated}"
+    );
+    assert!(containers[0]["ovlaudit"]["original_bytes"].as_u64().is_some_and(|b| b > 65_507));
+    assert_eq!(containers[0]["ovlaudit"]["container"]["writable"]["apparent_bytes"], 100_000);
+}
+
+fn threads_of(pid: u32) -> usize {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+    status.lines().find_map(|l| l.strip_prefix("Threads:")).and_then(|n| n.trim().parse().ok()).expect("Threads line")
+}
+
+#[test]
+fn a_stdout_nobody_reads_blocks_one_writer_and_grows_nothing() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let host = tmp.path().join("host");
+    docker_host(&host, 300);
+    let config = tmp.path().join("ovlaudit.toml");
+    write(&config, "[[sink]]\nuri = \"stdout:\"\ntimeout = \"300ms\"\n");
+    // stdout is a pipe this test never reads: full after the first scan.
+    let mut agent = Command::new(OVLAUDIT)
+        .args(["run", "--config"])
+        .arg(&config)
+        .args(["--interval", "1s", "--log-level", "off", "--root"])
+        .arg(&host)
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("run agent");
+    let pid = agent.id();
+    std::thread::sleep(Duration::from_secs(4));
+    let early = threads_of(pid);
+    std::thread::sleep(Duration::from_secs(8));
+    let late = threads_of(pid);
+    let _ = agent.kill();
+    let _ = agent.wait();
+    // Each failed send used to leave one more thread blocked in write(2) with its batch.
+    assert!(late <= early, "threads grew from {early} to {late} while stdout was not read");
+}
+
+#[test]
+fn a_mount_inside_a_users_store_is_not_crossed() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let (host, s) = host_with_rootless_store(tmp.path());
+    // A user can mount (FUSE) over a directory of their own store; a file system whose reads never return
+    // would hang the audit. Here a tmpfs stands in for it, in a private mount namespace.
+    let dir = s.join("overlay-containers");
+    let script = format!(
+        "set -e; mount -t tmpfs -o size=1m tmpfs '{d}'; echo '[]' > '{d}/containers.json'; \
+         exec '{bin}' report --format json --root '{h}'",
+        d = dir.display(),
+        bin = OVLAUDIT,
+        h = host.display()
+    );
+    let out = Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c", &script])
+        .output()
+        .expect("run unshare");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let r: Value = serde_json::from_slice(&out.stdout).expect("one JSON document");
+    assert!(has_finding_at(&r, "metadata_refused", &dir.join("containers.json")), "{}", r["findings"]);
+}
+
+#[test]
+fn text_from_a_users_store_is_bounded_in_the_report() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let (host, s) = host_with_rootless_store(tmp.path());
+    let long = "n".repeat(100_000);
+    write(
+        &s.join("overlay-containers/containers.json"),
+        &format!(r#"[{{"id":"{CTR}","names":["{long}"],"image":"{IMG}","layer":"{RW}"}}]"#),
+    );
+    chown_tree(&host.join("home/mallory"), USER);
+    let (r, raw) = report(&host, &[]);
+    let name = r["containers"][0]["name"].as_str().expect("name");
+    assert_eq!(name, format!("{}…", "n".repeat(256)));
+    assert!(raw.len() < 50_000, "the report carries the 100 KB name ({} bytes)", raw.len());
+}
