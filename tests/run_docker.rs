@@ -264,7 +264,7 @@ pub(crate) fn import_agent_image(engine: &Engine, name: &str, with_busybox: bool
     engine.docker_stdin(&["import", "-", name], &tar.stdout);
 }
 
-/// The README's `docker run` line: the agent in a container with the host's / read-only at /host and the
+/// The `docker run` line of docs/cli.md: the agent in a container with the host's / read-only at /host and the
 /// host's PID namespace, built into an image from the binary and the libraries `ldd` names.
 #[test]
 fn runs_in_a_container_with_the_host_at_slash_host() {
@@ -275,13 +275,13 @@ fn runs_in_a_container_with_the_host_at_slash_host() {
     import_agent_image(&engine, "ovlaudit", false);
 
     let root = data_root(&engine);
-    // The README's line, read from the README, with the test engine's data root and an hour's interval added.
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).expect("README");
+    // The documented line, read from docs/cli.md, with the test engine's data root and an hour's interval added.
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/cli.md")).expect("docs/cli.md");
     let readme_line = readme
         .lines()
         .map(str::trim)
         .find(|l| l.starts_with("docker run -d --name ovlaudit "))
-        .expect("the README gives the docker run line");
+        .expect("docs/cli.md gives the docker run line");
     assert!(readme_line.ends_with(" -v /:/host:ro ovlaudit ovlaudit run --root /host"), "{readme_line}");
     let mut args: Vec<&str> = readme_line.split_whitespace().skip(1).collect();
     args.extend(["--docker-root", &root, "--interval", "1h"]);

@@ -1,7 +1,7 @@
 //! The shipped unit under a real systemd. A Debian root made by `debootstrap` boots with systemd as PID 1
 //! in a container on the test's private dockerd, with that dockerd's data root bind-mounted read-only at
 //! `/var/lib/docker`; the release binary, `systemd/ovlaudit.service` exactly as shipped and the example
-//! configuration are installed the way the README says; then what an operator would check: `READY=1`
+//! configuration are installed by hand as docs/packaging.md says; then what an operator would check: `READY=1`
 //! through `Type=notify`, the sandbox's user and capabilities, the events in the journal against the
 //! engine's API (sizes, and the systemd container's own root overlay resolved to its layers), reload,
 //! stop, a kill and the restart, the watchdog over three of its periods, and `systemd-analyze security`
@@ -397,7 +397,7 @@ fn shipped_unit_under_real_systemd_audits_the_docker_host() {
     // Every notification the unit sends is then in the journal, with the pid that sent it.
     host.run(&["systemd-analyze", "log-level", "debug"]);
 
-    // Install as the README says: the binary, the unit as shipped, the example configuration.
+    // Install by hand as docs/packaging.md says: the binary, the unit as shipped, the example configuration.
     let shipped = std::fs::read(format!("{REPO}/systemd/ovlaudit.service")).expect("read the shipped unit");
     let exec_start = "ExecStart=/usr/bin/ovlaudit run";
     assert!(String::from_utf8_lossy(&shipped).lines().any(|l| l == exec_start), "the unit runs {exec_start}");
