@@ -156,7 +156,8 @@ impl Agent {
         env: &[(&str, &str)],
         prepare: impl FnOnce(&mut Command),
     ) -> Agent {
-        let mut cmd = Command::new(program);
+        // The binary itself runs blind to the host's own engines (see common::hermetic_ovlaudit).
+        let mut cmd = if program == OVLAUDIT { crate::common::hermetic_ovlaudit() } else { Command::new(program) };
         if program == OVLAUDIT {
             cmd.arg("run");
         }

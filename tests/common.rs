@@ -9,15 +9,57 @@ use std::process::{Command, Output};
 /// The binary under test.
 pub const OVLAUDIT: &str = env!("CARGO_BIN_EXE_ovlaudit");
 
-/// Runs `ovlaudit` with `args` and returns its output, whatever the exit status.
+/// Where the host's own engines keep their storage, which `ovlaudit report` reads by default: Docker's
+/// data root, the system containers-storage (Podman, CRI-O) and the rootless ones, containerd's root.
+fn host_stores() -> Vec<String> {
+    let mut stores: Vec<String> = ["/var/lib/docker", "/var/lib/containers", "/var/lib/containerd"]
+        .into_iter()
+        .chain(["/root/.local/share/containers"])
+        .map(str::to_owned)
+        .collect();
+    if let Ok(homes) = std::fs::read_dir("/home") {
+        for home in homes.flatten() {
+            stores.push(home.path().join(".local/share/containers").to_string_lossy().into_owned());
+        }
+    }
+    stores
+}
+
+/// `ovlaudit` that cannot see the host's own engines: run as root, it starts in a private mount namespace
+/// where an empty read-only tmpfs covers each of [`host_stores`] that exists, so only the storage a test
+/// names or makes (under /tmp) is read, whatever the host runs. The host's mount table
+/// (`/proc/1/mountinfo`) stays the host's. Without root or `unshare`: the plain binary.
+pub fn hermetic_ovlaudit() -> Command {
+    hermetic(OVLAUDIT)
+}
+
+/// `program` (`ovlaudit`, or a wrapper that runs it, such as `setpriv`) in the namespace of
+/// [`hermetic_ovlaudit`].
+pub fn hermetic(program: &str) -> Command {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let root = unsafe { libc::geteuid() } == 0;
+    if !root || !Path::new("/usr/bin/unshare").exists() {
+        return Command::new(program);
+    }
+    let script = "for d in \"$@\"; do [ \"$d\" = -- ] && break; \
+                  if [ -d \"$d\" ]; then mount -t tmpfs -o ro,size=4k ovlaudit-test-hidden \"$d\" || exit 125; fi; \
+                  shift; done; shift; exec \"$@\"";
+    let mut c = Command::new("/usr/bin/unshare");
+    c.args(["--mount", "--propagation", "private", "--", "/bin/sh", "-c", script, "sh"]);
+    c.args(host_stores()).arg("--").arg(program);
+    c
+}
+
+/// Runs `ovlaudit` with `args` (see [`hermetic_ovlaudit`]) and returns its output, whatever the exit status.
 pub fn ovlaudit(args: &[&str]) -> Output {
-    Command::new(OVLAUDIT).args(args).output().expect("run the ovlaudit binary")
+    hermetic_ovlaudit().args(args).output().expect("run the ovlaudit binary")
 }
 
 /// `ovlaudit report --format json --docker-root ROOT`, which must succeed; the parsed document.
 pub fn report_json(docker_root: &Path) -> Value {
     let root = docker_root.to_str().expect("test paths are UTF-8");
     let out = ovlaudit(&["report", "--format", "json", "--docker-root", root]);
+    // Through `ovlaudit`: the host's own Podman and containerd stay out of the document.
     assert!(out.status.success(), "ovlaudit report failed ({}):\n{}", out.status, String::from_utf8_lossy(&out.stderr));
     serde_json::from_slice(&out.stdout).expect("report is one JSON document")
 }

@@ -1,18 +1,36 @@
-//! A throwaway Docker lab for seeing ovlaudit work in a minute, on any machine with Debian's `docker.io`
-//! and `busybox-static`: a private dockerd with a few varied containers, then `ovlaudit report` on it,
-//! checked against the engine and printed. Ignored in the normal run; the README gives the command:
+//! A throwaway Docker lab for seeing ovlaudit work in a minute: a private dockerd with a few varied
+//! containers, then `ovlaudit report` on it, checked against the engine and printed. It needs a `dockerd`
+//! (whichever is installed: Debian's `docker.io`, Docker CE; or the one `OVLAUDIT_DOCKERD` names), the
+//! `/usr/bin/docker` client and a static `/bin/busybox`; it installs nothing, and when something is
+//! missing it says what, and the command that would install it without removing anything. Ignored in the
+//! normal run; the README gives the command:
 //!
 //!     cargo test -p ovlaudit --test tests lab -- --ignored --nocapture
 
-use crate::common::{report_json, OVLAUDIT};
-use crate::harness::Engine;
+use crate::common::report_json;
+use crate::harness::{Engine, BUSYBOX};
 
 #[test]
 #[ignore = "a demonstration; run it with --ignored --nocapture"]
 fn lab() {
-    let engine = Engine::start()
-        .expect("start a private dockerd")
-        .expect("the lab needs dockerd (apt-get install docker.io busybox-static)");
+    // ldd says so of a static binary (on stderr, or stdout, by version).
+    let static_busybox = std::process::Command::new("ldd").arg(BUSYBOX).output().is_ok_and(|o| {
+        let said = format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+        said.contains("not a dynamic executable") || said.contains("statically linked")
+    });
+    assert!(
+        static_busybox,
+        "the lab builds its images from a static {BUSYBOX}; it would install it with\n    \
+         apt-get install --no-remove busybox-static\n(--no-remove: apt stops rather than remove any package)"
+    );
+    let engine = Engine::start().expect("start a private dockerd").unwrap_or_else(|| {
+        panic!(
+            "the lab needs a dockerd (any: Debian's docker.io or Docker CE) and the /usr/bin/docker client; \
+             none was found. On a host without Docker:\n    apt-get install --no-remove docker.io\n\
+             (--no-remove: apt stops rather than remove anything; docker.io conflicts with Docker CE)"
+        )
+    });
+    eprintln!("lab: a private dockerd with its data root at {}", engine.data_root().display());
     engine.import_busybox("busybox:lab");
     engine.build("app:1", "FROM busybox:lab\nRUN mkdir -p /srv/www && echo '<h1>hi</h1>' > /srv/www/index.html\n");
     engine.docker(&[
@@ -76,7 +94,7 @@ fn lab() {
         let ours = crate::common::container(&report, c["Id"].as_str().expect("Id"));
         assert_eq!(ours["writable"]["apparent_bytes"].as_u64(), Some(c["SizeRw"].as_u64().unwrap_or(0)));
     }
-    let out = std::process::Command::new(OVLAUDIT)
+    let out = crate::common::hermetic_ovlaudit()
         .args(["report", "--orphan-min-age", "0", "--docker-root", engine.data_root().to_str().expect("utf-8")])
         .output()
         .expect("run ovlaudit");

@@ -329,3 +329,94 @@ fn copies_of_a_mount_are_one_mount_and_missing_layers_one_finding() {
     );
     assert!(unresolved[..10].iter().all(|f| f.get("count").is_none()), "ordinary findings stand for one");
 }
+
+/// Explicit paths that cannot be used are usage errors naming the path and the cause, not a report with
+/// warnings; relative paths are taken from the current directory.
+#[test]
+fn unusable_explicit_paths_exit_2_and_relative_paths_are_from_the_current_directory() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let missing = tmp.path().join("nonexistent");
+    let missing = missing.to_str().expect("utf-8");
+    for args in [
+        &["report", "--proc", missing][..],
+        &["report", "--root", missing],
+        &["run", "--proc", missing, "--config", missing],
+        &["check-config", "--root", missing],
+        &["check-sinks", "--root", missing, "--sink", "stdout:"],
+    ] {
+        let out = ovlaudit(args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(missing) && err.contains("No such file or directory"), "{args:?}: {err}");
+    }
+    // A directory that is no proc file system: the cause names the mount table it lacks.
+    let out = ovlaudit(&["report", "--proc", tmp.path().to_str().expect("utf-8")]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("1/mountinfo"), "{out:?}");
+
+    docker_fixture(tmp.path());
+    mountinfo_fixture(tmp.path());
+    let run_in_tmp = |args: &[&str]| {
+        let out = std::process::Command::new(crate::common::OVLAUDIT)
+            .args(args)
+            .current_dir(tmp.path())
+            .output()
+            .expect("run ovlaudit");
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice::<Value>(&out.stdout).expect("JSON")
+    };
+    // `--root .` is the temp dir: the fixture's containers and mount table.
+    let r = run_in_tmp(&["report", "--format", "json", "--root", "."]);
+    assert_eq!(container(&r, GOOD)["writable"]["apparent_bytes"], 5);
+    assert_eq!(r["unowned_mounts"].as_array().map(Vec::len), Some(1), "the hand-made overlay");
+    // A relative data root and proc, without --root: the fixture's too, found from the current directory.
+    let r = run_in_tmp(&["report", "--format", "json", "--docker-root", "var/lib/docker", "--proc", "proc"]);
+    assert_eq!(container(&r, GOOD)["writable"]["apparent_bytes"], 5);
+    write(&tmp.path().join("empty.toml"), "");
+    let config = std::process::Command::new(crate::common::OVLAUDIT)
+        .args(["check-config", "--docker-root", "var/lib/docker", "--config", "empty.toml"])
+        .current_dir(tmp.path())
+        .output()
+        .expect("run ovlaudit");
+    let text = String::from_utf8_lossy(&config.stdout);
+    let expected = format!("docker_root = \"{}\"", tmp.path().join("var/lib/docker").display());
+    assert!(text.lines().any(|l| l == expected), "{text}\n{}", String::from_utf8_lossy(&config.stderr));
+}
+
+/// Each subcommand's help lists only the flags it uses, and shows examples.
+#[test]
+fn help_lists_only_what_each_subcommand_uses() {
+    let help = |sub: &str| String::from_utf8_lossy(&ovlaudit(&[sub, "--help"]).stdout).into_owned();
+    let sinks = help("check-sinks");
+    for flag in ["--config", "--sink", "--root"] {
+        assert!(sinks.contains(flag), "check-sinks --help lists {flag}");
+    }
+    for flag in ["--interval", "--docker-root", "--podman-root", "--containerd-root", "--proc", "--threads"] {
+        assert!(!sinks.contains(flag), "check-sinks does not use {flag}:\n{sinks}");
+    }
+    for sub in ["report", "run", "check-config", "check-sinks"] {
+        assert!(help(sub).contains("Examples:\n  ovlaudit "), "{sub} --help has examples");
+    }
+}
+
+/// The suite's `ovlaudit` (common::ovlaudit) reads only what a test names or makes: the host's own Docker,
+/// Podman and containerd stores, which `report` reads by default, are out of its sight.
+#[test]
+fn the_suite_never_reads_the_hosts_own_engines() {
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("SKIP: hiding the host's stores needs root (a private mount namespace)");
+        return;
+    }
+    let tmp = tempfile::tempdir().expect("tempdir");
+    docker_fixture(tmp.path());
+    let root = tmp.path().join("var/lib/docker");
+    let out = ovlaudit(&["report", "--format", "json", "--docker-root", root.to_str().expect("utf-8")]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let r: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let engines = r["sources"]["engines"].as_array().expect("sources.engines");
+    for e in engines {
+        let at = e["root"].as_str().unwrap_or_default();
+        assert!(Path::new(at).starts_with(tmp.path()), "an engine the test did not make: {e}");
+    }
+    assert!(r["containers"].as_array().expect("containers").iter().all(|c| c["runtime"] == "docker"), "{r}");
+}

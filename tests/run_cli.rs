@@ -335,7 +335,7 @@ fn shipped_unit_verifies_and_exposure_is_at_most_2() {
         "AmbientCapabilities=CAP_DAC_READ_SEARCH",
         "ProtectSystem=strict",
         "SystemCallFilter=@system-service",
-        "ExecStart=/usr/local/bin/ovlaudit run",
+        "ExecStart=/usr/bin/ovlaudit run",
     ] {
         assert!(unit.lines().any(|l| l == line), "the unit lacks {line}");
     }
@@ -343,13 +343,19 @@ fn shipped_unit_verifies_and_exposure_is_at_most_2() {
     assert!(unit.lines().any(|l| l.starts_with("ReadOnlyPaths=") && l.contains("/var/lib/docker")));
     assert!(!unit.lines().any(|l| l.starts_with("ProtectProc=")), "ProtectProc=invisible would hide /proc/1");
 
-    // verify checks that ExecStart= exists; the binary under test stands in for /usr/local/bin/ovlaudit.
+    // verify checks that ExecStart= exists; the binary under test stands in for /usr/bin/ovlaudit.
     let dir = tempfile::tempdir().expect("tempdir");
     let copy = dir.path().join("ovlaudit.service");
-    let replaced = unit.replace("ExecStart=/usr/local/bin/ovlaudit run", &format!("ExecStart={OVLAUDIT} run"));
+    let replaced = unit.replace("ExecStart=/usr/bin/ovlaudit run", &format!("ExecStart={OVLAUDIT} run"));
     assert_eq!(replaced.lines().zip(unit.lines()).filter(|(a, b)| a != b).count(), 1);
     std::fs::write(&copy, replaced).expect("write");
-    let out = Command::new(analyze).arg("verify").arg(&copy).output().expect("run systemd-analyze verify");
+    // verify also runs `man` for each Documentation= page: the generated pages, as the package installs them.
+    let out = Command::new(analyze)
+        .arg("verify")
+        .arg(&copy)
+        .env("MANPATH", format!("{REPO}/packaging/man"))
+        .output()
+        .expect("run systemd-analyze verify");
     assert!(out.status.success() && out.stderr.is_empty(), "verify: {}{}", text(&out.stdout), text(&out.stderr));
 
     let out = Command::new(analyze)

@@ -182,7 +182,7 @@ fn works_as_nobody_with_only_cap_dac_read_search() {
     let bin = bin.to_str().expect("utf-8").to_owned();
     let root = data_root(&engine);
     let as_nobody = |caps: bool, args: &[&str]| {
-        let mut c = Command::new("setpriv");
+        let mut c = crate::common::hermetic("setpriv");
         c.args(["--reuid=65534", "--regid=65534", "--clear-groups"]);
         if caps {
             c.args(["--inh-caps=-all,+dac_read_search", "--ambient-caps=-all,+dac_read_search"]);
@@ -225,7 +225,8 @@ fn works_as_nobody_with_only_cap_dac_read_search() {
     let cmd = as_nobody(true, &["run", "--config", &config, "--docker-root", &root, "--interval", "1h"]);
     let args: Vec<String> = cmd.get_args().map(|a| a.to_string_lossy().into_owned()).collect();
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let agent = Agent::start_program("setpriv", &args, &[]);
+    let program = cmd.get_program().to_str().expect("utf-8").to_owned();
+    let agent = Agent::start_program(&program, &args, &[]);
     agent.wait_until(Duration::from_secs(20), "the first scan", |s| !s.is_empty());
     let id2 = engine.docker(&["run", "-d", "--name", "p2", "bb:1", "sleep", "300"]);
     agent.wait_until(Duration::from_secs(5), "p2 seen by the unprivileged agent", |s| {
@@ -263,7 +264,7 @@ pub(crate) fn import_agent_image(engine: &Engine, name: &str, with_busybox: bool
     engine.docker_stdin(&["import", "-", name], &tar.stdout);
 }
 
-/// The README's `docker run` line: the agent in a container with the host's / read-only at /host and the
+/// The `docker run` line of docs/cli.md: the agent in a container with the host's / read-only at /host and the
 /// host's PID namespace, built into an image from the binary and the libraries `ldd` names.
 #[test]
 fn runs_in_a_container_with_the_host_at_slash_host() {
@@ -274,13 +275,13 @@ fn runs_in_a_container_with_the_host_at_slash_host() {
     import_agent_image(&engine, "ovlaudit", false);
 
     let root = data_root(&engine);
-    // The README's line, read from the README, with the test engine's data root and an hour's interval added.
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).expect("README");
+    // The documented line, read from docs/cli.md, with the test engine's data root and an hour's interval added.
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/cli.md")).expect("docs/cli.md");
     let readme_line = readme
         .lines()
         .map(str::trim)
         .find(|l| l.starts_with("docker run -d --name ovlaudit "))
-        .expect("the README gives the docker run line");
+        .expect("docs/cli.md gives the docker run line");
     assert!(readme_line.ends_with(" -v /:/host:ro ovlaudit ovlaudit run --root /host"), "{readme_line}");
     let mut args: Vec<&str> = readme_line.split_whitespace().skip(1).collect();
     args.extend(["--docker-root", &root, "--interval", "1h"]);

@@ -35,7 +35,7 @@ fn start_agent(dir: &Path, engine: &Engine, interval: &str, sinks_toml: &str) ->
         ),
     )
     .expect("write config");
-    let mut cmd = Command::new(OVLAUDIT);
+    let mut cmd = crate::common::hermetic_ovlaudit();
     cmd.args(["run", "--config"]).arg(&config).env("RUST_LOG", "info");
     (Daemon::spawn(cmd, "ovlaudit run", &dir.join("agent.log")), reference)
 }

@@ -1,7 +1,7 @@
 //! The shipped unit under a real systemd. A Debian root made by `debootstrap` boots with systemd as PID 1
 //! in a container on the test's private dockerd, with that dockerd's data root bind-mounted read-only at
 //! `/var/lib/docker`; the release binary, `systemd/ovlaudit.service` exactly as shipped and the example
-//! configuration are installed the way the README says; then what an operator would check: `READY=1`
+//! configuration are installed by hand as docs/packaging.md says; then what an operator would check: `READY=1`
 //! through `Type=notify`, the sandbox's user and capabilities, the events in the journal against the
 //! engine's API (sizes, and the systemd container's own root overlay resolved to its layers), reload,
 //! stop, a kill and the restart, the watchdog over three of its periods, and `systemd-analyze security`
@@ -33,13 +33,13 @@ const ONLY_DAC_READ_SEARCH: &str = "0000000000000004";
 const DYNAMIC_UIDS: std::ops::RangeInclusive<u32> = 61184..=65519;
 
 /// `docker exec` into the systemd container, and reading the unit's state and journal.
-struct SystemdHost<'a> {
+pub(crate) struct SystemdHost<'a> {
     engine: &'a Engine,
-    id: String,
+    pub(crate) id: String,
 }
 
 impl SystemdHost<'_> {
-    fn output(&self, args: &[&str]) -> Output {
+    pub(crate) fn output(&self, args: &[&str]) -> Output {
         Command::new(DOCKER_CLIENT)
             .arg("-H")
             .arg(format!("unix://{}", self.engine.socket().display()))
@@ -52,7 +52,7 @@ impl SystemdHost<'_> {
 
     /// Runs a command in the container; panics with its output and the unit's log unless it succeeds.
     #[track_caller]
-    fn run(&self, args: &[&str]) -> String {
+    pub(crate) fn run(&self, args: &[&str]) -> String {
         let out = self.output(args);
         if !out.status.success() {
             let log = self.output(&["journalctl", "-u", "ovlaudit", "-o", "short-monotonic", "--no-pager"]);
@@ -71,7 +71,7 @@ impl SystemdHost<'_> {
     }
 
     /// Writes `bytes` to `path` in the container with `mode`.
-    fn install(&self, bytes: &[u8], path: &str, mode: &str) {
+    pub(crate) fn install(&self, bytes: &[u8], path: &str, mode: &str) {
         let dir = Path::new(path).parent().expect("absolute path").to_str().expect("utf-8");
         self.run(&["mkdir", "-p", dir]);
         let script = format!("cat > {path} && chmod {mode} {path}");
@@ -79,7 +79,7 @@ impl SystemdHost<'_> {
     }
 
     /// `systemctl show ovlaudit` for these properties.
-    fn show(&self, props: &[&str]) -> BTreeMap<String, String> {
+    pub(crate) fn show(&self, props: &[&str]) -> BTreeMap<String, String> {
         let mut args = vec!["systemctl", "show", "ovlaudit"];
         for p in props {
             args.extend(["-p", p]);
@@ -87,18 +87,18 @@ impl SystemdHost<'_> {
         self.run(&args).lines().filter_map(|l| l.split_once('=')).map(|(k, v)| (k.to_owned(), v.to_owned())).collect()
     }
 
-    fn prop(&self, prop: &str) -> String {
+    pub(crate) fn prop(&self, prop: &str) -> String {
         self.show(&[prop]).remove(prop).unwrap_or_default()
     }
 
     /// Everything the journal has for the unit, as `journalctl -u ovlaudit -o cat` prints it: systemd's
     /// own messages about the unit, the agent's log and its events.
-    fn journal(&self) -> String {
+    pub(crate) fn journal(&self) -> String {
         self.run(&["journalctl", "-u", "ovlaudit", "-o", "cat", "--no-pager"])
     }
 
     /// The agent's events in the journal, grouped into scans (each ends with its `ovlaudit.scan`).
-    fn scans(&self) -> Vec<Vec<Value>> {
+    pub(crate) fn scans(&self) -> Vec<Vec<Value>> {
         let mut scans = Vec::new();
         let mut current = Vec::new();
         for event in self.journal().lines().filter(|l| l.starts_with('{')).filter_map(|l| serde_json::from_str(l).ok())
@@ -113,7 +113,7 @@ impl SystemdHost<'_> {
     }
 
     #[track_caller]
-    fn wait_for(&self, timeout: Duration, what: &str, done: impl Fn(&Self) -> bool) {
+    pub(crate) fn wait_for(&self, timeout: Duration, what: &str, done: impl Fn(&Self) -> bool) {
         let deadline = Instant::now() + timeout;
         while !done(self) {
             assert!(
@@ -132,13 +132,13 @@ impl SystemdHost<'_> {
     }
 }
 
-fn dataset(event: &Value) -> &str {
+pub(crate) fn dataset(event: &Value) -> &str {
     event["event"]["dataset"].as_str().unwrap_or("")
 }
 
 /// Runs a tool on this machine; panics with its output unless it succeeds.
 #[track_caller]
-fn run_here(command: &mut Command) -> Vec<u8> {
+pub(crate) fn run_here(command: &mut Command) -> Vec<u8> {
     let shown = format!("{command:?}");
     let out = command.stdin(Stdio::null()).output().unwrap_or_else(|e| panic!("run {shown}: {e}"));
     assert!(
@@ -154,7 +154,7 @@ fn run_here(command: &mut Command) -> Vec<u8> {
 /// The systemd root file system as a tar, from the cache or built with debootstrap (about half a minute
 /// with a nearby package mirror, 240 MB). Written under a temporary name and renamed, so a tar that is
 /// there is complete.
-fn systemd_root_tar() -> PathBuf {
+pub(crate) fn systemd_root_tar() -> PathBuf {
     let cache =
         std::env::var_os(ROOT_CACHE_ENV).map(PathBuf::from).unwrap_or_else(|| PathBuf::from(DEFAULT_ROOT_CACHE));
     let tar = cache.join(ROOT_TAR);
@@ -198,6 +198,66 @@ fn systemd_root_tar() -> PathBuf {
     tar
 }
 
+/// Boots `image` (a root file system with systemd) as a container on `engine`, as a host would run: systemd
+/// as PID 1, the engine's data root bind-mounted read-only at `/var/lib/docker`; returns once systemd says
+/// `running`.
+pub(crate) fn boot_systemd_host<'a>(engine: &'a Engine, image: &str) -> SystemdHost<'a> {
+    // DESIGN.md §4's recipe. The data root is bind-mounted by its host path: dockerd refuses private
+    // propagation for a source under its own root, and a slave of it would take in every container's
+    // mounts, including copies of this container's own, again at each mount systemd makes.
+    let data_root = format!("{}:/var/lib/docker:ro", engine.data_root().display());
+    let id = engine.docker(&[
+        "run",
+        "-d",
+        "--name",
+        HOST,
+        "--hostname",
+        HOST,
+        "--network",
+        "none",
+        "--cap-add",
+        "SYS_ADMIN",
+        "--cap-add",
+        "DAC_READ_SEARCH",
+        "--security-opt",
+        "seccomp=unconfined",
+        "--security-opt",
+        "apparmor=unconfined",
+        "--cgroupns=host",
+        "-v",
+        "/sys/fs/cgroup:/sys/fs/cgroup:rw",
+        "--tmpfs",
+        "/run",
+        "--tmpfs",
+        "/run/lock",
+        "--tmpfs",
+        "/tmp",
+        // The journal on a tmpfs, so the container's writable layer holds still for the size comparison.
+        "--tmpfs",
+        "/var/log/journal",
+        "-v",
+        &data_root,
+        image,
+        "/sbin/init",
+    ]);
+    let host = SystemdHost { engine, id };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let state = host.output(&["systemctl", "is-system-running"]);
+        let state = String::from_utf8_lossy(&state.stdout).trim().to_owned();
+        if state == "running" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline && matches!(state.as_str(), "initializing" | "starting" | ""),
+            "systemd did not reach `running` ({state}); failed units:\n{}",
+            host.run(&["systemctl", "--failed", "--no-pager"])
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    host
+}
+
 /// Builds the binary in release mode (at the lowest CPU priority, so the build does not slow the
 /// timing-sensitive tests running beside this one) and returns its path.
 fn release_binary() -> PathBuf {
@@ -222,7 +282,7 @@ fn release_binary() -> PathBuf {
 }
 
 /// The host's SizeRw of every container (0 when the engine leaves the field out), by id.
-fn engine_sizes(engine: &Engine) -> BTreeMap<String, u64> {
+pub(crate) fn engine_sizes(engine: &Engine) -> BTreeMap<String, u64> {
     engine
         .api_get("/containers/json?all=1&size=1")
         .as_array()
@@ -233,7 +293,7 @@ fn engine_sizes(engine: &Engine) -> BTreeMap<String, u64> {
 }
 
 /// The container events of a scan, by container id.
-fn by_container(scan: &[Value]) -> BTreeMap<String, &Value> {
+pub(crate) fn by_container(scan: &[Value]) -> BTreeMap<String, &Value> {
     scan.iter()
         .filter(|e| dataset(e) == "ovlaudit.container")
         .map(|e| (e["container"]["id"].as_str().expect("container.id").to_owned(), e))
@@ -330,69 +390,18 @@ fn shipped_unit_under_real_systemd_audits_the_docker_host() {
     engine.docker(&["import", root_tar.to_str().expect("utf-8"), "debian-systemd:root"]);
     let image =
         engine.build("debian-systemd:1", "FROM debian-systemd:root\nRUN echo ovlaudit systemd test > /etc/motd\n");
-    // DESIGN.md §4's recipe. The data root is bind-mounted by its host path: dockerd refuses private
-    // propagation for a source under its own root, and a slave of it would take in every container's
-    // mounts, including copies of this container's own, again at each mount systemd makes.
-    let data_root = format!("{}:/var/lib/docker:ro", engine.data_root().display());
     let t_boot = Instant::now();
-    let id = engine.docker(&[
-        "run",
-        "-d",
-        "--name",
-        HOST,
-        "--hostname",
-        HOST,
-        "--network",
-        "none",
-        "--cap-add",
-        "SYS_ADMIN",
-        "--cap-add",
-        "DAC_READ_SEARCH",
-        "--security-opt",
-        "seccomp=unconfined",
-        "--security-opt",
-        "apparmor=unconfined",
-        "--cgroupns=host",
-        "-v",
-        "/sys/fs/cgroup:/sys/fs/cgroup:rw",
-        "--tmpfs",
-        "/run",
-        "--tmpfs",
-        "/run/lock",
-        "--tmpfs",
-        "/tmp",
-        // The journal on a tmpfs, so the container's writable layer holds still for the size comparison.
-        "--tmpfs",
-        "/var/log/journal",
-        "-v",
-        &data_root,
-        &image,
-        "/sbin/init",
-    ]);
-    let host = SystemdHost { engine: &engine, id: id.clone() };
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let state = host.output(&["systemctl", "is-system-running"]);
-        let state = String::from_utf8_lossy(&state.stdout).trim().to_owned();
-        if state == "running" {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline && matches!(state.as_str(), "initializing" | "starting" | ""),
-            "systemd did not reach `running` ({state}); failed units:\n{}",
-            host.run(&["systemctl", "--failed", "--no-pager"])
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    let host = boot_systemd_host(&engine, &image);
+    let id = host.id.clone();
     eprintln!("systemd in a container: `running` {} ms after docker run", t_boot.elapsed().as_millis());
     // Every notification the unit sends is then in the journal, with the pid that sent it.
     host.run(&["systemd-analyze", "log-level", "debug"]);
 
-    // Install as the README says: the binary, the unit as shipped, the example configuration.
+    // Install by hand as docs/packaging.md says: the binary, the unit as shipped, the example configuration.
     let shipped = std::fs::read(format!("{REPO}/systemd/ovlaudit.service")).expect("read the shipped unit");
-    let exec_start = "ExecStart=/usr/local/bin/ovlaudit run";
+    let exec_start = "ExecStart=/usr/bin/ovlaudit run";
     assert!(String::from_utf8_lossy(&shipped).lines().any(|l| l == exec_start), "the unit runs {exec_start}");
-    host.install(&std::fs::read(&binary).expect("read the release binary"), "/usr/local/bin/ovlaudit", "0755");
+    host.install(&std::fs::read(&binary).expect("read the release binary"), "/usr/bin/ovlaudit", "0755");
     host.install(&shipped, "/etc/systemd/system/ovlaudit.service", "0644");
     let example = std::fs::read(format!("{REPO}/systemd/ovlaudit.toml")).expect("read the example config");
     host.install(&example, "/etc/ovlaudit/ovlaudit.toml", "0644");

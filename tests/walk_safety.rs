@@ -122,7 +122,7 @@ fn nesting_deeper_than_path_max_is_counted_with_few_descriptors() {
     let (id, upper) = layer(&engine, "deep");
 
     // With at most 128 descriptors a walk that kept one per level would fail 9,800 levels early.
-    let mut cmd = Command::new(OVLAUDIT);
+    let mut cmd = crate::common::hermetic_ovlaudit();
     cmd.args(report_args(&engine, &["--format", "json", "--threads", "2", "--top", "3"]));
     // SAFETY: setrlimit is async-signal-safe and allocates nothing.
     unsafe {
@@ -304,7 +304,7 @@ fn unreadable_directory_is_counted_in_errors_and_the_rest_goes_on() {
     let (plain, _) = layer(&engine, "plain");
 
     // Root without CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH: mode 000 now means what it says.
-    let mut cmd = Command::new("setpriv");
+    let mut cmd = crate::common::hermetic("setpriv");
     cmd.args(["--bounding-set=-dac_override,-dac_read_search", "--inh-caps=-all", OVLAUDIT]);
     cmd.args(report_args(&engine, &["--format", "json"]));
     let out = cmd.output().expect("run setpriv (util-linux)");

@@ -4,14 +4,23 @@ use crate::config::{self, Overrides, Source};
 use crate::sinks::{config::parse_sink_uri, SinkConfig};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use collector::ScanOptions;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-/// Audits the overlay mounts of a container host: which overlay mounts exist, which image layers (by
-/// digest) and which container they belong to, and how much disk each container's writable layer uses,
-/// counted exactly as Docker counts SizeRw. ovlaudit only reads; it never writes under a storage root.
+/// Audits the overlay mounts and writable layers of a container host.
+///
+/// Which overlay mounts exist, which image layers (by digest) and which container they belong to, and how
+/// much disk each container's writable layer uses, counted exactly as Docker counts SizeRw; storage that
+/// belongs to nothing (orphans); Docker, Podman (containers-storage) and containerd. ovlaudit only reads;
+/// it never writes under a storage root. Path flags are host paths; a relative one is taken from the
+/// current directory.
 #[derive(Debug, Parser)]
 #[command(name = "ovlaudit", version, propagate_version = true, max_term_width = 110)]
+#[command(after_help = "Examples:\n  \
+    ovlaudit report                      # audit this host once, a table\n  \
+    ovlaudit report --section summary    # the totals on one screen\n  \
+    systemctl status ovlaudit            # the service (ovlaudit run) installed by the package\n  \
+    ovlaudit check-sinks                 # does every configured sink take an event?")]
 pub struct Cli {
     /// What to do.
     #[command(subcommand)]
@@ -64,15 +73,72 @@ pub enum Command {
     /// Check a configuration file, print the effective configuration (file plus flags) as TOML, and exit.
     ///
     /// Exit status 0 when it is valid; 2 with the file, line, column and reason when it is not.
+    #[command(after_help = "Examples:\n  \
+        ovlaudit check-config                          # /etc/ovlaudit/ovlaudit.toml\n  \
+        ovlaudit check-config --config ./new.toml --interval 5m")]
     CheckConfig(RunArgs),
     /// Send one test event (dataset ovlaudit.check) to each configured sink and say which work.
     ///
-    /// Uses the same configuration as `run` (file plus flags). Exit status 0 when every sink took its event,
-    /// 1 when any did not (each failure is printed with its cause), 2 on a usage or configuration error.
+    /// Uses the sinks of the same configuration as `run` (file, or --sink flags). Exit status 0 when every
+    /// sink took its event, 1 when any did not (each failure is printed with its cause), 2 on a usage or
+    /// configuration error.
     #[command(after_help = "Examples:\n  \
         ovlaudit check-sinks                           # the sinks of /etc/ovlaudit/ovlaudit.toml\n  \
         ovlaudit check-sinks --sink syslog+tcp://127.0.0.1:514 --sink http://127.0.0.1:8080/ingest")]
-    CheckSinks(RunArgs),
+    CheckSinks(SinkArgs),
+}
+
+/// Options of `check-sinks`: the configuration file and the flags of `run` that choose the sinks.
+#[derive(Debug, Args)]
+pub struct SinkArgs {
+    /// Configuration file [default: /etc/ovlaudit/ovlaudit.toml, which may be absent].
+    #[arg(long, short = 'c', value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// A sink to try; repeat for several. Replaces the file's sinks. URIs as for `run --sink`.
+    #[arg(long = "sink", value_name = "URI", value_parser = parse_sink_uri)]
+    pub sinks: Vec<SinkConfig>,
+    /// Where the host's / is, for its machine id in the event's agent.id [default: /].
+    #[arg(long, value_name = "DIR", value_parser = host_dir)]
+    pub root: Option<PathBuf>,
+}
+
+impl SinkArgs {
+    /// The file to read.
+    pub fn source(&self) -> Source {
+        Source::new(self.config.as_deref())
+    }
+
+    /// The flags that override the file.
+    pub fn overrides(&self) -> Overrides {
+        Overrides { sinks: self.sinks.clone(), root: self.root.clone(), ..Overrides::default() }
+    }
+}
+
+/// A path flag: relative paths are taken from the current directory.
+fn host_path(s: &str) -> Result<PathBuf, String> {
+    if s.is_empty() {
+        return Err("an empty path".into());
+    }
+    std::path::absolute(s).map_err(|e| format!("{s}: {e}"))
+}
+
+/// `--root`: a directory that exists, relative to the current directory when not absolute.
+fn host_dir(s: &str) -> Result<PathBuf, String> {
+    let path = host_path(s)?;
+    match std::fs::read_dir(&path) {
+        Ok(_) => Ok(path),
+        Err(e) => Err(format!("{}: {e}", path.display())),
+    }
+}
+
+/// Checks an explicit `--proc` (under `root`): it must hold the mount table `<proc>/1/mountinfo`.
+pub fn check_proc(root: &Path, proc_dir: &Path) -> anyhow::Result<()> {
+    let dir = root.join(proc_dir.strip_prefix("/").unwrap_or(proc_dir));
+    let mountinfo = dir.join("1/mountinfo");
+    if let Err(e) = std::fs::File::open(&mountinfo) {
+        anyhow::bail!("--proc {}: cannot read {}: {e}", proc_dir.display(), mountinfo.display());
+    }
+    Ok(())
 }
 
 /// Options of `run` and `check-config`: the configuration file and the flags that override it.
@@ -90,21 +156,21 @@ pub struct RunArgs {
     #[arg(long = "sink", value_name = "URI", value_parser = parse_sink_uri)]
     pub sinks: Vec<SinkConfig>,
     /// Docker's data root, as the host names it [default: /var/lib/docker].
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", value_parser = host_path)]
     pub docker_root: Option<PathBuf>,
     /// A containers-storage root (Podman, CRI-O); repeat for several. Replaces the file's podman_roots
     /// [default: those of /var/lib/containers/storage and the rootless stores that exist].
-    #[arg(long = "podman-root", value_name = "DIR")]
+    #[arg(long = "podman-root", value_name = "DIR", value_parser = host_path)]
     pub podman_roots: Vec<PathBuf>,
     /// A containerd root; repeat for several. Replaces the file's containerd_roots [default: those of
     /// /var/lib/containerd and <docker-root>/containerd/daemon that exist].
-    #[arg(long = "containerd-root", value_name = "DIR")]
+    #[arg(long = "containerd-root", value_name = "DIR", value_parser = host_path)]
     pub containerd_roots: Vec<PathBuf>,
     /// The host's proc filesystem, as the host names it [default: /proc].
-    #[arg(long = "proc", value_name = "DIR")]
+    #[arg(long = "proc", value_name = "DIR", value_parser = host_path)]
     pub proc_dir: Option<PathBuf>,
     /// Prefix for every host path: the host's / mounted at DIR in a container [default: /].
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", value_parser = host_dir)]
     pub root: Option<PathBuf>,
     /// Writable layers to walk at once (0: one per CPU; at most 1024) [default: 0].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(0..=config::MAX_THREADS))]
@@ -211,24 +277,25 @@ pub struct InspectArgs {
 #[derive(Debug, Args)]
 pub struct HostArgs {
     /// Docker's data root, as the host names it [default: /var/lib/docker].
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", value_parser = host_path)]
     pub docker_root: Option<PathBuf>,
     /// A containers-storage root (Podman, CRI-O), as the host names it; repeat for several. Replaces the
     /// defaults: /var/lib/containers/storage and the rootless stores under /root and /home/*, where they
     /// exist.
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", value_parser = host_path)]
     pub podman_root: Vec<PathBuf>,
     /// A containerd root, as the host names it; repeat for several. Replaces the defaults:
     /// /var/lib/containerd and <docker-root>/containerd/daemon, where they exist.
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", value_parser = host_path)]
     pub containerd_root: Vec<PathBuf>,
-    /// The host's proc filesystem, as the host names it.
-    #[arg(long = "proc", value_name = "DIR", default_value = "/proc")]
-    pub proc_dir: PathBuf,
+    /// The host's proc filesystem, as the host names it; it must hold the mount table 1/mountinfo
+    /// [default: /proc].
+    #[arg(long = "proc", value_name = "DIR", value_parser = host_path)]
+    pub proc_dir: Option<PathBuf>,
     /// Prefix for every host path above: run inside a container with the host's / mounted at DIR
-    /// (read-only) and the host's PID namespace, e.g. --root /host.
-    #[arg(long, value_name = "DIR", default_value = "/")]
-    pub root: PathBuf,
+    /// (read-only) and the host's PID namespace, e.g. --root /host [default: /].
+    #[arg(long, value_name = "DIR", value_parser = host_dir)]
+    pub root: Option<PathBuf>,
 }
 
 /// Sections of the table.
@@ -278,8 +345,8 @@ impl HostArgs {
     /// The collector's options for these flags.
     pub fn scan_options(&self, threads: usize, top_files: usize) -> ScanOptions {
         ScanOptions {
-            root: self.root.clone(),
-            proc_dir: self.proc_dir.clone(),
+            root: self.root.clone().unwrap_or_else(|| PathBuf::from("/")),
+            proc_dir: self.proc_dir.clone().unwrap_or_else(|| PathBuf::from("/proc")),
             docker_root_required: self.docker_root.is_some(),
             docker_root: self.docker_root.clone().unwrap_or_else(|| PathBuf::from("/var/lib/docker")),
             threads,

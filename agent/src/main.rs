@@ -10,6 +10,8 @@ mod daemon;
 mod debounce;
 mod events;
 mod fanotify;
+#[cfg(test)]
+mod generated;
 mod incremental;
 mod inspect;
 mod logging;
@@ -30,8 +32,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Report(args) => report(&args),
         Command::Inspect(args) => inspect(&args),
-        Command::Run(args) => daemon::run(args.source(), args.overrides()),
-        Command::CheckConfig(args) => check_config(&args),
+        Command::Run(args) => check_run_paths(&args).and_then(|()| daemon::run(args.source(), args.overrides())),
+        Command::CheckConfig(args) => check_run_paths(&args).and_then(|()| check_config(&args)),
         Command::CheckSinks(args) => match check_sinks(&args) {
             Ok(true) => Ok(()),
             Ok(false) => return ExitCode::from(1),
@@ -48,6 +50,14 @@ fn main() -> ExitCode {
     }
 }
 
+/// An explicit `--proc` of `run` and `check-config` must hold the mount table (`--root` is checked as parsed).
+fn check_run_paths(args: &cli::RunArgs) -> anyhow::Result<()> {
+    match &args.proc_dir {
+        Some(proc_dir) => cli::check_proc(args.root.as_deref().unwrap_or("/".as_ref()), proc_dir),
+        None => Ok(()),
+    }
+}
+
 /// Whether the error is standard output closed early (`| head -1`): a success for a command line tool.
 fn is_broken_pipe(e: &anyhow::Error) -> bool {
     e.chain().any(|c| {
@@ -57,7 +67,7 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
 }
 
 /// Sends one test event to every configured sink; true when all took it.
-fn check_sinks(args: &cli::RunArgs) -> anyhow::Result<bool> {
+fn check_sinks(args: &cli::SinkArgs) -> anyhow::Result<bool> {
     let config = config::load(&args.source(), &args.overrides())?;
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let results = rt.block_on(sinks::check::check_all(&config.sinks, &config.root));
@@ -114,6 +124,9 @@ fn report(args: &ReportArgs) -> anyhow::Result<()> {
         anyhow::bail!("--section selects a part of the table; the JSON and NDJSON output always carry every section");
     }
     let mut opts = args.host.scan_options(args.threads as usize, args.top as usize);
+    if args.host.proc_dir.is_some() {
+        cli::check_proc(&opts.root, &opts.proc_dir)?;
+    }
     opts.orphan_min_age = args.orphan_min_age;
     let mut report = collector::scan(&opts)?;
     if !args.no_copy_ups {

@@ -28,7 +28,7 @@ pub enum Severity {
 pub struct Finding {
     /// How much it matters.
     pub severity: Severity,
-    /// Stable machine-readable code, e.g. `layer_chain_id_mismatch`; see the README for the list.
+    /// Stable machine-readable code, e.g. `layer_chain_id_mismatch`; see docs/report.md for the list.
     pub code: String,
     /// One sentence for people: what was found and why it matters.
     pub message: String,

@@ -94,10 +94,17 @@ impl Containerd {
     }
 
     fn try_ctr_stdin(&self, args: &[&str], stdin: Option<&[u8]>) -> Result<String, String> {
+        // runc keeps its state under /run/containerd/runc/<namespace>/<id> unless told otherwise: shared with
+        // the host's own containerd and with every other private one, where the same namespace and container
+        // id collide ("container with given ID already exists"). A `run` gets a runc root of its own.
+        let mut args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+        if let Some(at) = args.iter().take(3).position(|a| a == "run") {
+            args.insert(at + 1, format!("--runc-root={}", self.dir.join("runc").display()));
+        }
         let mut c = Command::new(CTR);
         c.arg("--address")
             .arg(self.dir.join("sock"))
-            .args(args)
+            .args(&args)
             .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
