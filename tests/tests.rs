@@ -14,6 +14,7 @@ mod harness_smoke;
 mod incremental;
 mod inspect;
 mod lab;
+mod metrics;
 mod propagation;
 mod report_cli;
 mod report_docker;
