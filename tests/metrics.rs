@@ -308,3 +308,24 @@ fn report_format_prometheus_passes_promtool() {
     );
     engine.docker(&["rm", "-f", "t1"]);
 }
+
+/// `metrics_listen` in the file and `--metrics-listen` reach the configuration `check-config` prints; an
+/// address that is no IP:PORT is refused with the file, line and reason.
+#[test]
+fn metrics_listen_is_configured_by_file_and_flag() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("c.toml");
+    let f = file.to_str().expect("utf-8");
+    std::fs::write(&file, "metrics_listen = \"127.0.0.1:9469\"\n").expect("write");
+    let out = crate::common::ovlaudit(&["check-config", "--config", f]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("metrics_listen = \"127.0.0.1:9469\"\n"));
+    let out = crate::common::ovlaudit(&["check-config", "--config", f, "--metrics-listen", "[::1]:9470"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("metrics_listen = \"[::1]:9470\"\n"));
+    std::fs::write(&file, "metrics_listen = \"localhost\"\n").expect("write");
+    let out = crate::common::ovlaudit(&["check-config", "--config", f]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&format!("{f}:1:")) && err.contains("address"), "{err}");
+}

@@ -13,6 +13,7 @@ mod harness;
 mod harness_smoke;
 mod incremental;
 mod inspect;
+mod kubernetes;
 mod lab;
 mod metrics;
 mod propagation;

@@ -12,6 +12,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use collector::kubernetes::PodReport;
 use collector::report::{ContainerReport, Report};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -22,70 +23,6 @@ use crate::sinks::SinkStats;
 pub const TEXT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 /// Content type of OpenMetrics.
 pub const OPENMETRICS_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
-
-/// The pod a container belongs to, from the labels the CRI (containerd's CRI plugin, CRI-O) sets.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Pod {
-    /// `io.kubernetes.pod.namespace`.
-    pub namespace: String,
-    /// `io.kubernetes.pod.name`.
-    pub name: String,
-    /// `io.kubernetes.pod.uid`.
-    pub uid: String,
-    /// `io.kubernetes.container.name`; empty for the sandbox.
-    pub container: String,
-    /// Whether this is the pod's sandbox (pause) container.
-    pub sandbox: bool,
-}
-
-/// The pod of a container created through the CRI, or `None` for any other container.
-pub fn pod_of(c: &ContainerReport) -> Option<Pod> {
-    let l = &c.labels;
-    let name = l.get("io.kubernetes.pod.name")?;
-    let namespace = l.get("io.kubernetes.pod.namespace")?;
-    // containerd marks sandboxes with io.cri-containerd.kind; CRI-O names the sandbox's container "POD".
-    let container = l.get("io.kubernetes.container.name").cloned().unwrap_or_default();
-    let sandbox = match l.get("io.cri-containerd.kind") {
-        Some(kind) => kind == "sandbox",
-        None => container.is_empty() || container == "POD",
-    };
-    Some(Pod {
-        namespace: namespace.clone(),
-        name: name.clone(),
-        uid: l.get("io.kubernetes.pod.uid").cloned().unwrap_or_default(),
-        container: if sandbox { String::new() } else { container },
-        sandbox,
-    })
-}
-
-/// What one pod's containers hold.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct PodUsage {
-    /// Containers, the sandbox included.
-    pub containers: u64,
-    /// Sum of the writable layers' apparent bytes.
-    pub writable_apparent_bytes: u64,
-    /// Sum of the writable layers' allocated bytes.
-    pub writable_allocated_bytes: u64,
-    /// Sum of the containers' log bytes.
-    pub log_bytes: u64,
-}
-
-/// The per-pod roll-up of a report, by (namespace, pod name, pod uid).
-pub fn pods(report: &Report) -> BTreeMap<(String, String, String), PodUsage> {
-    let mut out: BTreeMap<(String, String, String), PodUsage> = BTreeMap::new();
-    for c in &report.containers {
-        let Some(p) = pod_of(c) else { continue };
-        let u = out.entry((p.namespace, p.name, p.uid)).or_default();
-        u.containers += 1;
-        if let Some(w) = &c.writable {
-            u.writable_apparent_bytes += w.usage.apparent_bytes;
-            u.writable_allocated_bytes += w.usage.allocated_bytes;
-        }
-        u.log_bytes += c.log_bytes.unwrap_or(0);
-    }
-    out
-}
 
 /// What the metrics are made of: the last completed scan and the agent's own counters.
 #[derive(Debug, Default)]
@@ -139,16 +76,16 @@ impl Family {
 /// The container's labels on its series: engine, id, name, image, and for a pod's container namespace,
 /// pod and container (empty otherwise).
 fn container_labels(c: &ContainerReport) -> Vec<(&'static str, String)> {
-    let pod = pod_of(c);
+    let pod = c.kubernetes.as_ref();
     let image = if c.image.name.is_empty() { c.image.id.clone() } else { c.image.name.clone() };
     vec![
         ("engine", c.runtime.clone()),
         ("id", c.id.clone()),
         ("name", c.name.clone()),
         ("image", image),
-        ("namespace", pod.as_ref().map(|p| p.namespace.clone()).unwrap_or_default()),
-        ("pod", pod.as_ref().map(|p| p.name.clone()).unwrap_or_default()),
-        ("container", pod.as_ref().map(|p| p.container.clone()).unwrap_or_default()),
+        ("namespace", pod.map(|p| p.namespace.clone()).unwrap_or_default()),
+        ("pod", pod.map(|p| p.pod.clone()).unwrap_or_default()),
+        ("container", pod.map(|p| p.container.clone()).unwrap_or_default()),
     ]
 }
 
@@ -237,15 +174,14 @@ fn report_families(f: &mut Families, r: &Report) {
         "1 for a Kubernetes pod's sandbox (pause) container, 0 for its other containers.",
     );
     for c in &r.containers {
-        if let Some(p) = pod_of(c) {
+        if let Some(p) = &c.kubernetes {
             fam.sample(container_labels(c), u8::from(p.sandbox));
         }
     }
-    let pods = pods(r);
-    type PodPick = fn(&PodUsage) -> u64;
+    type PodPick = fn(&PodReport) -> u64;
     let per_pod: [(&'static str, &'static str, PodPick); 4] = [
         ("ovlaudit_pod_containers", "Containers of a Kubernetes pod on this node, its sandbox included.", |u| {
-            u.containers
+            u.containers.len() as u64 + u64::from(u.sandbox_id.is_some())
         }),
         ("ovlaudit_pod_writable_apparent_bytes", "Apparent bytes of a pod's containers' writable layers.", |u| {
             u.writable_apparent_bytes
@@ -257,8 +193,9 @@ fn report_families(f: &mut Families, r: &Report) {
     ];
     for (name, help, pick) in per_pod {
         let fam = f.add(name, Kind::Gauge, help);
-        for ((ns, pod, uid), u) in &pods {
-            fam.sample(vec![("namespace", ns.clone()), ("pod", pod.clone()), ("uid", uid.clone())], pick(u) as f64);
+        for u in &r.pods {
+            let labels = vec![("namespace", u.namespace.clone()), ("pod", u.name.clone()), ("uid", u.uid.clone())];
+            fam.sample(labels, pick(u) as f64);
         }
     }
     type ImgPick = fn(&collector::report::ImageReport) -> u64;

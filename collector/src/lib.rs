@@ -14,6 +14,7 @@ pub mod digest;
 pub mod docker;
 pub mod engine;
 pub mod finding;
+pub mod kubernetes;
 pub mod layer_state;
 pub mod mount_table;
 pub mod mountinfo;
