@@ -8,6 +8,7 @@ mod collectors;
 mod common;
 mod copy_ups;
 mod data_root;
+mod deploy;
 mod events;
 mod harness;
 mod harness_smoke;
