@@ -490,6 +490,10 @@ impl Daemon {
         };
         self.notifier.notify(&format!("RELOADING=1\nMONOTONIC_USEC={}", monotonic_usec()));
         let old = std::mem::replace(&mut self.config, new);
+        if old.metrics_listen != self.config.metrics_listen {
+            tracing::warn!("metrics_listen changes take effect at the next start; still serving the old address");
+            self.config.metrics_listen = old.metrics_listen;
+        }
         if old.log_level != self.config.log_level {
             self.log.set(&self.config.log_level);
         }

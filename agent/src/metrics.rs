@@ -73,13 +73,15 @@ impl Family {
     }
 }
 
-/// The container's labels on its series: engine, id, name, image, and for a pod's container namespace,
-/// pod and container (empty otherwise).
+/// The container's labels on its series: engine, its namespace (containerd's; empty for other engines,
+/// since one id may exist in two containerd namespaces), id, name, image, and for a pod's container the
+/// Kubernetes namespace, pod and container (empty otherwise).
 fn container_labels(c: &ContainerReport) -> Vec<(&'static str, String)> {
     let pod = c.kubernetes.as_ref();
     let image = if c.image.name.is_empty() { c.image.id.clone() } else { c.image.name.clone() };
     vec![
         ("engine", c.runtime.clone()),
+        ("engine_namespace", c.namespace.clone().unwrap_or_default()),
         ("id", c.id.clone()),
         ("name", c.name.clone()),
         ("image", image),
@@ -209,7 +211,10 @@ fn report_families(f: &mut Families, r: &Report) {
         let fam = f.add(name, Kind::Gauge, help);
         for i in &r.images {
             let image = i.tags.first().cloned().unwrap_or_default();
-            fam.sample(vec![("engine", i.runtime.clone()), ("id", i.id.clone()), ("image", image)], pick(i) as f64);
+            let ns = i.namespace.clone().unwrap_or_default();
+            let labels =
+                vec![("engine", i.runtime.clone()), ("engine_namespace", ns), ("id", i.id.clone()), ("image", image)];
+            fam.sample(labels, pick(i) as f64);
         }
     }
     let mut orphans: BTreeMap<(String, String), (u64, u64)> = BTreeMap::new();
