@@ -178,6 +178,9 @@ pub struct RunArgs {
     /// error, warn, info, debug, trace or off [default: info].
     #[arg(long, value_name = "LEVEL")]
     pub log_level: Option<String>,
+    /// Serve Prometheus metrics on http://ADDR/metrics, e.g. 127.0.0.1:9469 [default: off].
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 impl RunArgs {
@@ -198,6 +201,7 @@ impl RunArgs {
             root: self.root.clone(),
             threads: self.threads.map(|t| t as usize),
             log_level: self.log_level.clone(),
+            metrics_listen: self.metrics_listen,
         }
     }
 }
@@ -339,6 +343,8 @@ pub enum Format {
     Json,
     /// One JSON event per line, Elastic Common Schema names.
     Ndjson,
+    /// Prometheus text exposition format (report only), for node_exporter's textfile collector.
+    Prometheus,
 }
 
 impl HostArgs {

@@ -61,6 +61,8 @@ pub struct Config {
     pub incremental: bool,
     /// Time between full walks that check the incremental state (and correct what no event reports).
     pub reconcile_interval: Duration,
+    /// Where to serve Prometheus metrics (`/metrics`); `None`: not served.
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 /// The sane range of each duration key: below the least, the agent would busy the CPU or its collectors;
@@ -124,6 +126,7 @@ impl Default for Config {
             snapshot_interval: Duration::from_secs(86400),
             incremental: true,
             reconcile_interval: Duration::from_secs(6 * 3600),
+            metrics_listen: None,
         }
     }
 }
@@ -177,7 +180,11 @@ impl Config {
             toml_string(&format_duration(self.snapshot_interval)),
             self.incremental,
             toml_string(&format_duration(self.reconcile_interval)),
-        ) + &other_roots
+        ) + &self
+            .metrics_listen
+            .map(|a| format!("metrics_listen = {}\n", toml_string(&a.to_string())))
+            .unwrap_or_default()
+            + &other_roots
             + &self.sinks.iter().map(sink_toml).collect::<String>()
     }
 }
@@ -224,6 +231,8 @@ pub struct Overrides {
     pub threads: Option<usize>,
     /// `--log-level`.
     pub log_level: Option<String>,
+    /// `--metrics-listen`.
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 /// Which file to read.
@@ -376,6 +385,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         snapshot_interval: duration("snapshot_interval", file.snapshot_interval, d.snapshot_interval)?,
         incremental: file.incremental.unwrap_or(d.incremental),
         reconcile_interval: duration("reconcile_interval", file.reconcile_interval, d.reconcile_interval)?,
+        metrics_listen: file.metrics_listen,
     })
 }
 
@@ -410,6 +420,9 @@ fn apply(config: &mut Config, o: &Overrides) -> Result<(), ConfigError> {
     }
     if let Some(p) = &o.root {
         config.root = absolute("--root", p)?;
+    }
+    if o.metrics_listen.is_some() {
+        config.metrics_listen = o.metrics_listen;
     }
     if let Some(v) = o.threads {
         if v as u64 > MAX_THREADS {
@@ -449,6 +462,7 @@ struct File {
     snapshot_interval: Option<Spanned<DurationValue>>,
     incremental: Option<bool>,
     reconcile_interval: Option<Spanned<DurationValue>>,
+    metrics_listen: Option<std::net::SocketAddr>,
 }
 
 /// A duration string; `"0"` and `"0s"` read as zero, which only `orphan_min_age` accepts (the range check

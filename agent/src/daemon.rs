@@ -116,6 +116,8 @@ struct Daemon {
     /// Writable-layer accounting kept between scans (`incremental = true`); the scan thread holds it
     /// while it runs.
     incremental: Option<Arc<Mutex<Incremental>>>,
+    /// What `/metrics` serves (`metrics_listen`): the last completed scan.
+    metrics: Option<Arc<Mutex<crate::metrics::State>>>,
 }
 
 impl Daemon {
@@ -154,6 +156,7 @@ impl Daemon {
             fatal: None,
             output_closed: false,
             incremental: None,
+            metrics: None,
         }
     }
 
@@ -165,6 +168,13 @@ impl Daemon {
         if self.config.incremental {
             let inc = Incremental::start(self.config.top_files, self.config.reconcile_interval);
             self.incremental = Some(Arc::new(Mutex::new(inc)));
+        }
+        if let Some(addr) = self.config.metrics_listen {
+            let state = Arc::new(Mutex::new(crate::metrics::State { agent: true, ..Default::default() }));
+            crate::metrics::serve(addr, state.clone())
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot serve metrics on {addr}: {e}"))?;
+            self.metrics = Some(state);
         }
         if self.config.watch {
             self.watch = Some(HostWatch::start(&self.config, self.changes_tx.clone()));
@@ -362,7 +372,15 @@ impl Daemon {
                     tracing::info!("{msg}");
                 }
             }
-            format!("scan {} at {}: {line}", run.number, report.generated_at)
+            let status = format!("scan {} at {}: {line}", run.number, report.generated_at);
+            if let Some(m) = &self.metrics {
+                let mut m = m.lock().unwrap_or_else(|p| p.into_inner());
+                m.scans += 1;
+                m.last_duration = took;
+                m.sinks = stats;
+                m.report = Some(Arc::new(report));
+            }
+            status
         };
         if self.ready {
             self.notifier.status(&status);
@@ -404,6 +422,9 @@ impl Daemon {
     /// an error event, and after [`FAILURES_UNHEALTHY`] in a row the watchdog pings stop.
     fn scan_failed(&mut self, run: &Running, why: String) {
         self.failures += 1;
+        if let Some(m) = &self.metrics {
+            m.lock().unwrap_or_else(|p| p.into_inner()).failures += 1;
+        }
         tracing::error!("{why} ({}); {} in a row", run.reason, self.failures);
         if !self.ready {
             self.notifier.status(&why);
@@ -469,6 +490,10 @@ impl Daemon {
         };
         self.notifier.notify(&format!("RELOADING=1\nMONOTONIC_USEC={}", monotonic_usec()));
         let old = std::mem::replace(&mut self.config, new);
+        if old.metrics_listen != self.config.metrics_listen {
+            tracing::warn!("metrics_listen changes take effect at the next start; still serving the old address");
+            self.config.metrics_listen = old.metrics_listen;
+        }
         if old.log_level != self.config.log_level {
             self.log.set(&self.config.log_level);
         }

@@ -108,6 +108,21 @@ pub fn things(r: &Report) -> Vec<Thing> {
                     "labels": c.labels,
                 },
                 "ovlaudit": { "container": c },
+                "orchestrator": c.kubernetes.as_ref().map(|k| orchestrator(&k.namespace, &k.pod, &k.uid)),
+            }))
+            .into_iter()
+            .filter(|(_, v)| !v.is_null())
+            .collect(),
+        });
+    }
+    for p in &r.pods {
+        out.push(Thing {
+            dataset: "ovlaudit.pod",
+            kind: "state",
+            key: format!("{}/{}/{}/{}", p.runtime, p.namespace, p.name, p.uid),
+            body: body(json!({
+                "orchestrator": orchestrator(&p.namespace, &p.name, &p.uid),
+                "ovlaudit": { "pod": p },
             })),
         });
     }
@@ -164,6 +179,11 @@ pub fn things(r: &Report) -> Vec<Thing> {
     }
     disambiguate(&mut out);
     out
+}
+
+/// Elastic Common Schema's `orchestrator` object for a Kubernetes pod.
+fn orchestrator(namespace: &str, pod: &str, uid: &str) -> Value {
+    json!({ "type": "kubernetes", "namespace": namespace, "resource": { "type": "pod", "name": pod, "id": uid } })
 }
 
 /// What the scan summary says about the scan itself.

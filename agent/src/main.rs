@@ -15,6 +15,7 @@ mod generated;
 mod incremental;
 mod inspect;
 mod logging;
+mod metrics;
 mod render;
 mod sections;
 mod sinks;
@@ -98,8 +99,8 @@ fn check_config(args: &cli::RunArgs) -> anyhow::Result<()> {
 }
 
 fn inspect(args: &InspectArgs) -> anyhow::Result<()> {
-    if args.format == Format::Ndjson {
-        anyhow::bail!("inspect writes a table or one JSON document (--format json), not NDJSON");
+    if matches!(args.format, Format::Ndjson | Format::Prometheus) {
+        anyhow::bail!("inspect writes a table or one JSON document (--format json), not NDJSON or metrics");
     }
     let opts = args.host.scan_options(0, 0);
     let report = collector::scan(&opts)?;
@@ -109,7 +110,7 @@ fn inspect(args: &InspectArgs) -> anyhow::Result<()> {
     let stdout = io::stdout();
     let mut out = io::BufWriter::new(stdout.lock());
     match args.format {
-        Format::Json | Format::Ndjson => {
+        Format::Json | Format::Ndjson | Format::Prometheus => {
             serde_json::to_writer_pretty(&mut out, &shown)?;
             writeln!(out)?;
         }
@@ -163,6 +164,7 @@ fn report(args: &ReportArgs) -> anyhow::Result<()> {
                 writeln!(out)?;
             }
         }
+        Format::Prometheus => out.write_all(metrics::render_report(report).as_bytes())?,
     }
     out.flush()?;
     Ok(())

@@ -16,6 +16,7 @@ pub mod docker;
 pub mod engine;
 pub mod finding;
 pub mod hostfs;
+pub mod kubernetes;
 pub mod layer_state;
 pub mod mount_table;
 pub mod mountinfo;

@@ -43,6 +43,9 @@ pub struct Report {
     /// BuildKit's build cache records in the Docker data root, largest first (`report` only).
     #[serde(default)]
     pub build_cache: Vec<BuildCacheRecord>,
+    /// Kubernetes pods whose containers the CRI created here, with their containers' sums.
+    #[serde(default)]
+    pub pods: Vec<crate::kubernetes::PodReport>,
 }
 
 /// One local volume.
@@ -189,6 +192,9 @@ pub struct ContainerReport {
     /// when the container has no json-file log (another log driver, or never started).
     #[serde(default)]
     pub log_bytes: Option<u64>,
+    /// For a container the CRI created: its pod, from the CRI labels. Absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kubernetes: Option<crate::kubernetes::PodRef>,
 }
 
 /// A container's image.

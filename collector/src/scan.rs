@@ -229,7 +229,7 @@ pub fn scan_with(opts: &ScanOptions, known: Option<&mut dyn KnownUsages>) -> Res
         findings: by_severity,
         ..Totals::default()
     };
-    Ok(Report {
+    let mut report = Report {
         schema: REPORT_SCHEMA.to_owned(),
         generated_at,
         host: HostInfo { name: host_name() },
@@ -248,7 +248,10 @@ pub fn scan_with(opts: &ScanOptions, known: Option<&mut dyn KnownUsages>) -> Res
         scan_duration_ms: started.elapsed().as_millis() as u64,
         volumes: Vec::new(),
         build_cache: Vec::new(),
-    })
+        pods: Vec::new(),
+    };
+    crate::kubernetes::attribute(&mut report);
+    Ok(report)
 }
 
 fn severity_word(s: Severity) -> &'static str {
@@ -336,6 +339,7 @@ pub(crate) fn join_containers(
             mount: None,
             log_path: config.and_then(|c| c.log_path.clone()).filter(|p| !p.is_empty()),
             log_bytes: None,
+            kubernetes: None,
             nested_in: store.nested_in.clone(),
         };
         let Some(rw) = rw else {

@@ -34,7 +34,8 @@ complete -c ovlaudit -n "__fish_ovlaudit_needs_command" -f -a "check-sinks" -d '
 complete -c ovlaudit -n "__fish_ovlaudit_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c ovlaudit -n "__fish_ovlaudit_using_subcommand report" -s f -l format -d 'Output format' -r -f -a "table\t'Aligned columns for people'
 json\t'One JSON document (schema ovlaudit.report/v1)'
-ndjson\t'One JSON event per line, Elastic Common Schema names'"
+ndjson\t'One JSON event per line, Elastic Common Schema names'
+prometheus\t'Prometheus text exposition format (report only), for node_exporter\'s textfile collector'"
 complete -c ovlaudit -n "__fish_ovlaudit_using_subcommand report" -l threads -d 'Walker threads, shared across and within writable layers (0: one per CPU; at most 1024)' -r
 complete -c ovlaudit -n "__fish_ovlaudit_using_subcommand report" -l section -d 'Print one section of the table: summary, containers, images, orphans or findings (the JSON document always carries every section)' -r -f -a "summary\t'Totals on one screen: writable, images, orphans, logs, findings by severity'
 containers\t'Every container, largest writable layer first, and overlay mounts no container owns'
@@ -63,7 +64,8 @@ complete -c ovlaudit -n "__fish_ovlaudit_using_subcommand report" -s h -l help -
 complete -c ovlaudit -n "__fish_ovlaudit_using_subcommand report" -s V -l version -d 'Print version'
 complete -c ovlaudit -n "__fish_ovlaudit_using_subcommand inspect" -s f -l format -d 'Output format: table (a tree) or json' -r -f -a "table\t'Aligned columns for people'
 json\t'One JSON document (schema ovlaudit.report/v1)'
-ndjson\t'One JSON event per line, Elastic Common Schema names'"
+ndjson\t'One JSON event per line, Elastic Common Schema names'
+prometheus\t'Prometheus text exposition format (report only), for node_exporter\'s textfile collector'"
 complete -c ovlaudit -n "__fish_ovlaudit_using_subcommand inspect" -l compare-budget -d 'Bytes of copied-up files that may be read to compare them with the lower copies' -r
 complete -c ovlaudit -n "__fish_ovlaudit_using_subcommand inspect" -l docker-root -d 'Docker\'s data root, as the host names it [default: /var/lib/docker]' -r -F
 complete -c ovlaudit -n "__fish_ovlaudit_using_subcommand inspect" -l podman-root -d 'A containers-storage root (Podman, CRI-O), as the host names it; repeat for several. Replaces the defaults: /var/lib/containers/storage and the rootless stores under /root and /home/*, where they exist' -r -F
@@ -83,6 +85,7 @@ complete -c ovlaudit -n "__fish_ovlaudit_using_subcommand run" -l proc -d 'The h
 complete -c ovlaudit -n "__fish_ovlaudit_using_subcommand run" -l root -d 'Prefix for every host path: the host\'s / mounted at DIR in a container [default: /]' -r -F
 complete -c ovlaudit -n "__fish_ovlaudit_using_subcommand run" -l threads -d 'Writable layers to walk at once (0: one per CPU; at most 1024) [default: 0]' -r
 complete -c ovlaudit -n "__fish_ovlaudit_using_subcommand run" -l log-level -d 'error, warn, info, debug, trace or off [default: info]' -r
+complete -c ovlaudit -n "__fish_ovlaudit_using_subcommand run" -l metrics-listen -d 'Serve Prometheus metrics on http://ADDR/metrics, e.g. 127.0.0.1:9469 [default: off]' -r
 complete -c ovlaudit -n "__fish_ovlaudit_using_subcommand run" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c ovlaudit -n "__fish_ovlaudit_using_subcommand run" -s V -l version -d 'Print version'
 complete -c ovlaudit -n "__fish_ovlaudit_using_subcommand check-config" -s c -l config -d 'Configuration file [default: /etc/ovlaudit/ovlaudit.toml, which may be absent]' -r -F
@@ -95,6 +98,7 @@ complete -c ovlaudit -n "__fish_ovlaudit_using_subcommand check-config" -l proc 
 complete -c ovlaudit -n "__fish_ovlaudit_using_subcommand check-config" -l root -d 'Prefix for every host path: the host\'s / mounted at DIR in a container [default: /]' -r -F
 complete -c ovlaudit -n "__fish_ovlaudit_using_subcommand check-config" -l threads -d 'Writable layers to walk at once (0: one per CPU; at most 1024) [default: 0]' -r
 complete -c ovlaudit -n "__fish_ovlaudit_using_subcommand check-config" -l log-level -d 'error, warn, info, debug, trace or off [default: info]' -r
+complete -c ovlaudit -n "__fish_ovlaudit_using_subcommand check-config" -l metrics-listen -d 'Serve Prometheus metrics on http://ADDR/metrics, e.g. 127.0.0.1:9469 [default: off]' -r
 complete -c ovlaudit -n "__fish_ovlaudit_using_subcommand check-config" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c ovlaudit -n "__fish_ovlaudit_using_subcommand check-config" -s V -l version -d 'Print version'
 complete -c ovlaudit -n "__fish_ovlaudit_using_subcommand check-sinks" -s c -l config -d 'Configuration file [default: /etc/ovlaudit/ovlaudit.toml, which may be absent]' -r -F

@@ -154,6 +154,7 @@ impl Engine for ContainerdStore {
                 mount: None,
                 log_path: None,
                 log_bytes: None,
+                kubernetes: None,
                 nested_in: None,
             };
             let Some(snap) = snap else {

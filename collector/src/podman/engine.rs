@@ -247,6 +247,7 @@ impl Engine for PodmanStore {
                 mount,
                 log_path: None,
                 log_bytes: None,
+                kubernetes: None,
                 nested_in: None,
             });
         }
