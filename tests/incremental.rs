@@ -158,8 +158,7 @@ fn container_event(scans: &[crate::agent::Scan], upto: &crate::agent::Scan, id: 
         .iter()
         .filter(|s| s.summary()["number"].as_u64().is_some_and(|n| n <= last))
         .flat_map(|s| s.events.iter())
-        .filter(|e| e["event"]["dataset"] == "ovlaudit.container" && e["container"]["id"] == id)
-        .last()
+        .rfind(|e| e["event"]["dataset"] == "ovlaudit.container" && e["container"]["id"] == id)
         .cloned()
         .unwrap_or_else(|| panic!("no event for {id}"))
 }
