@@ -498,9 +498,13 @@ fn an_event_over_a_datagrams_limit_is_cut_to_fit_not_retried_forever() {
     assert_eq!(containers[0]["ovlaudit"]["container"]["writable"]["apparent_bytes"], 100_000);
 }
 
-fn threads_of(pid: u32) -> usize {
-    let status = fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
-    status.lines().find_map(|l| l.strip_prefix("Threads:")).and_then(|n| n.trim().parse().ok()).expect("Threads line")
+/// How many of a process's threads are blocked writing to a pipe (their `wchan`).
+fn threads_in_pipe_write(pid: u32) -> usize {
+    let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else { return 0 };
+    tasks
+        .flatten()
+        .filter(|t| fs::read_to_string(t.path().join("wchan")).is_ok_and(|w| w.contains("pipe_write")))
+        .count()
 }
 
 #[test]
@@ -520,14 +524,19 @@ fn a_stdout_nobody_reads_blocks_one_writer_and_grows_nothing() {
         .spawn()
         .expect("run agent");
     let pid = agent.id();
-    std::thread::sleep(Duration::from_secs(4));
-    let early = threads_of(pid);
+    let started = Instant::now();
+    while threads_in_pipe_write(pid) == 0 && started.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let first = threads_in_pipe_write(pid);
+    // Several timed-out sends and retries later (300 ms each, back-off from 1 s)...
     std::thread::sleep(Duration::from_secs(8));
-    let late = threads_of(pid);
+    let later = threads_in_pipe_write(pid);
     let _ = agent.kill();
     let _ = agent.wait();
-    // Each failed send used to leave one more thread blocked in write(2) with its batch.
-    assert!(late <= early, "threads grew from {early} to {late} while stdout was not read");
+    assert_eq!(first, 1, "one thread blocks in write(2) once the pipe is full");
+    // Each failed send used to leave one more thread blocked in write(2), holding its batch.
+    assert_eq!(later, 1, "still one thread blocked in write(2) after the retries");
 }
 
 #[test]
