@@ -212,6 +212,27 @@ fn host_without_docker_says_what_it_looked_for() {
     assert!(String::from_utf8_lossy(&table.stdout).contains("No containers found in /var/lib/docker"));
 }
 
+/// A default data root that exists but holds no overlay2 store (an empty directory, another storage
+/// driver) is noted, not fatal: the mount table is still audited. A named one stays an error (below).
+#[test]
+fn default_data_root_without_overlay2_is_only_noted() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    mountinfo_fixture(tmp.path());
+    fs::create_dir_all(tmp.path().join("var/lib/docker/image/vfs")).expect("mkdir");
+    let (r, _) = report(tmp.path());
+    assert_eq!(r["sources"]["docker_found"], false);
+    assert_eq!(r["unowned_mounts"].as_array().map(Vec::len), Some(2), "mounts are still listed");
+    let noted: Vec<&Value> = r["findings"]
+        .as_array()
+        .expect("findings")
+        .iter()
+        .filter(|f| f["code"] == "docker_root_not_overlay2")
+        .collect();
+    assert_eq!(noted.len(), 1, "{}", r["findings"]);
+    assert_eq!(noted[0]["severity"], "info");
+    assert!(noted[0]["message"].as_str().is_some_and(|m| m.contains("image/vfs")), "{}", noted[0]);
+}
+
 #[test]
 fn fatal_errors_exit_2_and_name_the_path_and_cause() {
     let out = ovlaudit(&["report", "--docker-root", "/nonexistent/docker"]);

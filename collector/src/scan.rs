@@ -102,8 +102,9 @@ pub fn scan_with(opts: &ScanOptions, known: Option<&mut dyn KnownUsages>) -> Res
             None
         }
         // Docker 29 keeps its images in containerd: the default root then holds no overlay2 store, and
-        // the containerd store found elsewhere is the one to audit.
-        Err(e @ StoreError::NotOverlay2 { .. }) if !opts.docker_root_required && !others.is_empty() => {
+        // the containerd store found elsewhere is the one to audit. A default root with another storage
+        // driver, or left empty, is noted the same way: only a named root must be an overlay2 store.
+        Err(e @ StoreError::NotOverlay2 { .. }) if !opts.docker_root_required => {
             findings.info("docker_root_not_overlay2", e.to_string(), Some(&opts.docker_root));
             None
         }
