@@ -268,16 +268,7 @@ pub fn orphans(out: &mut impl Write, r: &Report, v: &View) -> io::Result<()> {
     // Paths are never cut: people copy them. They come last, so only they can pass the width.
     let mut table = Vec::new();
     write_fitted(&mut table, &rows, &[1], &[], &[], WIDTH)?;
-    let text = String::from_utf8_lossy(&table);
-    let mut lines = text.lines();
-    if let Some(header) = lines.next() {
-        writeln!(out, "{header}")?;
-    }
-    for (line, o) in lines.zip(&r.orphans) {
-        writeln!(out, "{line}")?;
-        writeln!(out, "    {}", cut(&safe(&o.detail), WIDTH - 4, false))?;
-    }
-    Ok(())
+    crate::render::write_with_details(out, &table, r.orphans.iter().map(|o| cut(&safe(&o.detail), WIDTH - 4, false)))
 }
 
 /// Findings in the order they were met, each wrapped to the width.

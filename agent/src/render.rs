@@ -239,6 +239,25 @@ pub(crate) fn write_rows<const N: usize>(
     Ok(())
 }
 
+/// Writes a table already laid out in `table` (header first), each row followed by its detail line,
+/// indented: the orphans' "why" under each orphan.
+pub(crate) fn write_with_details(
+    out: &mut impl Write,
+    table: &[u8],
+    details: impl IntoIterator<Item = String>,
+) -> io::Result<()> {
+    let text = String::from_utf8_lossy(table);
+    let mut lines = text.lines();
+    if let Some(header) = lines.next() {
+        writeln!(out, "{header}")?;
+    }
+    for (line, detail) in lines.zip(details) {
+        writeln!(out, "{line}")?;
+        writeln!(out, "    {detail}")?;
+    }
+    Ok(())
+}
+
 pub(crate) fn short_id(id: &str) -> String {
     id.trim_start_matches("sha256:").chars().take(12).collect()
 }

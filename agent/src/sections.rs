@@ -164,14 +164,5 @@ pub fn orphans(out: &mut impl Write, r: &Report, exact: bool) -> io::Result<()> 
     }
     let mut table = Vec::new();
     write_rows(&mut table, &rows, &[1, 2])?;
-    let text = String::from_utf8_lossy(&table);
-    let mut lines = text.lines();
-    if let Some(header) = lines.next() {
-        writeln!(out, "{header}")?;
-    }
-    for (line, o) in lines.zip(&r.orphans) {
-        writeln!(out, "{line}")?;
-        writeln!(out, "    {}", safe(&o.detail))?;
-    }
-    Ok(())
+    crate::render::write_with_details(out, &table, r.orphans.iter().map(|o| safe(&o.detail)))
 }
