@@ -327,21 +327,13 @@ fn sparse_files_adding_past_i64_are_capped_with_a_finding_not_wrapped() {
     fs::create_dir_all(&upper).expect("mkdir");
     // Only tmpfs (and XFS) take files of 2^63-1 bytes: one is mounted on the upperdir in a private mount
     // namespace, where the report also runs. 2^63-1 + (2^63-1 - 2^20 + 2) + 2^20 is 2^64: 0 in u64.
-    let script = format!(
-        "set -e; mount -t tmpfs -o size=4m tmpfs '{u}'; head -c 1048576 /dev/zero > '{u}/real'; \
-         truncate -s 9223372036854775807 '{u}/a'; truncate -s {b} '{u}/b'; \
-         exec '{bin}' report --format json --root '{h}'",
+    let setup = format!(
+        "mount -t tmpfs -o size=4m tmpfs '{u}'; head -c 1048576 /dev/zero > '{u}/real'; \
+         truncate -s 9223372036854775807 '{u}/a'; truncate -s {b} '{u}/b'",
         u = upper.display(),
         b = i64::MAX as u64 - (1 << 20) + 2,
-        bin = OVLAUDIT,
-        h = host.display()
     );
-    let out = Command::new("unshare")
-        .args(["--mount", "--propagation", "private", "sh", "-c", &script])
-        .output()
-        .expect("run unshare");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let r: Value = serde_json::from_slice(&out.stdout).expect("one JSON document");
+    let r = report_after_mounting(&setup, &host);
     let w = &r["containers"][0]["writable"];
     assert_eq!(w["apparent_bytes"], i64::MAX, "held at i64::MAX, not wrapped: {w}");
     assert_eq!(r["totals"]["writable_apparent_bytes"], i64::MAX);
@@ -546,19 +538,8 @@ fn a_mount_inside_a_users_store_is_not_crossed() {
     // A user can mount (FUSE) over a directory of their own store; a file system whose reads never return
     // would hang the audit. Here a tmpfs stands in for it, in a private mount namespace.
     let dir = s.join("overlay-containers");
-    let script = format!(
-        "set -e; mount -t tmpfs -o size=1m tmpfs '{d}'; echo '[]' > '{d}/containers.json'; \
-         exec '{bin}' report --format json --root '{h}'",
-        d = dir.display(),
-        bin = OVLAUDIT,
-        h = host.display()
-    );
-    let out = Command::new("unshare")
-        .args(["--mount", "--propagation", "private", "sh", "-c", &script])
-        .output()
-        .expect("run unshare");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let r: Value = serde_json::from_slice(&out.stdout).expect("one JSON document");
+    let setup = format!("mount -t tmpfs -o size=1m tmpfs '{d}'; echo '[]' > '{d}/containers.json'", d = dir.display());
+    let r = report_after_mounting(&setup, &host);
     assert!(has_finding_at(&r, "metadata_refused", &dir.join("containers.json")), "{}", r["findings"]);
 }
 
@@ -576,4 +557,17 @@ fn text_from_a_users_store_is_bounded_in_the_report() {
     let name = r["containers"][0]["name"].as_str().expect("name");
     assert_eq!(name, format!("{}…", "n".repeat(256)));
     assert!(raw.len() < 50_000, "the report carries the 100 KB name ({} bytes)", raw.len());
+}
+
+/// Runs the shell commands `setup` (mounts, files on them) in a private mount namespace, then
+/// `ovlaudit report --format json --root host` in it; the report must succeed.
+fn report_after_mounting(setup: &str, host: &Path) -> Value {
+    let script =
+        format!("set -e; {setup}; exec '{bin}' report --format json --root '{h}'", bin = OVLAUDIT, h = host.display());
+    let out = Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c", &script])
+        .output()
+        .expect("run unshare");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).expect("one JSON document")
 }
