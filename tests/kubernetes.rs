@@ -2,13 +2,24 @@
 //! namespace are attributed to their pod in the report, the events and the metrics, the sandbox marked,
 //! and the pod's roll-up equals the sum of `ctr snapshots usage` of its containers.
 //!
-//! The containers are made with `ctr run --label` carrying the labels containerd's CRI plugin sets, not
-//! through the CRI gRPC API itself (that test is still to be written; see the README).
+//! Two ways in: containers made with `ctr run --label` carrying the labels a kubelet and containerd's CRI
+//! plugin set (with a Docker engine beside it, for the events and metrics), and a pod run through the CRI
+//! plugin itself over its gRPC API, as a kubelet runs one.
 
 use crate::common::ovlaudit;
-use crate::harness::containerd::Containerd;
+use crate::harness::containerd::{Containerd, ContainerdOptions};
+use crate::harness::cri::{
+    ContainerConfig, ContainerIdRequest, ContainerMetadata, ContainerState, ContainerStatusResponse,
+    CreateContainerRequest, CreateContainerResponse, CriClient, Empty, ImageSpec, LinuxContainerConfig,
+    LinuxContainerSecurityContext, LinuxPodSandboxConfig, LinuxSandboxSecurityContext, NamespaceMode, NamespaceOption,
+    PodSandboxConfig, PodSandboxIdRequest, PodSandboxMetadata, PodSandboxState, PodSandboxStatusResponse,
+    RunPodSandboxRequest, RunPodSandboxResponse,
+};
 use crate::harness::Engine;
 use serde_json::Value;
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::{Duration, Instant};
 
 fn ctr_usage(ctrd: &Containerd, key: &str) -> u64 {
     let out = ctrd.ctr(&["-n", "k8s.io", "snapshots", "usage", "-b", key]);
@@ -118,4 +129,194 @@ fn cri_labelled_containers_are_attributed_to_their_pod() {
         "{text}"
     );
     assert!(text.contains("id=\"app-1\","), "{text}");
+}
+
+/// What a kubelet sets on a pod's sandbox and containers (pkg/kubelet/kuberuntime labels.go): the pod's
+/// name, namespace and uid, and on a container its name in the pod spec.
+fn kubelet_labels(pod: &PodSandboxMetadata, container: Option<&str>) -> BTreeMap<String, String> {
+    let mut l = BTreeMap::from([
+        ("io.kubernetes.pod.name".to_owned(), pod.name.clone()),
+        ("io.kubernetes.pod.namespace".to_owned(), pod.namespace.clone()),
+        ("io.kubernetes.pod.uid".to_owned(), pod.uid.clone()),
+    ]);
+    if let Some(name) = container {
+        l.insert("io.kubernetes.container.name".to_owned(), name.to_owned());
+    }
+    l
+}
+
+/// Waits until `path` (a CRI container log) has a line containing `text`.
+fn wait_for_log(path: &Path, text: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let log = std::fs::read_to_string(path).unwrap_or_default();
+        if log.lines().any(|l| l.contains(text)) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "no {text:?} in {} after 30 s: {log:?}", path.display());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A pod run the way a kubelet runs it, through containerd's real CRI plugin over its gRPC API
+/// (`runtime.v1`): RunPodSandbox in the node's network namespace (no CNI, no hostname), then CreateContainer
+/// and StartContainer for two containers writing known amounts to their root file systems. ovlaudit names
+/// each container's pod, namespace, uid and container name, marks the sandbox, and the pod's roll-up holds
+/// exactly the bytes written (apparent) and what containerd's own `snapshots usage` says (allocated), in
+/// the JSON report and in the Prometheus families. After StopPodSandbox and RemovePodSandbox the pod is
+/// gone from the report.
+#[test]
+fn pods_run_through_containerds_cri_plugin_are_attributed() {
+    let image = "docker.io/library/ovlaudit-cri-bb:1";
+    let options = ContainerdOptions { cri_sandbox_image: Some(image.to_owned()) };
+    let Some(ctrd) = Containerd::start_with(options).unwrap_or_else(|e| panic!("{e}")) else { return };
+    // The sandbox (pause) image and the containers' image: busybox whose CMD is absolute.
+    ctrd.import_busybox("k8s.io", image, &["/bin/sleep", "3600"]);
+    let (mut cri, version) = CriClient::connect(&ctrd.socket()).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!((version.runtime_name.as_str(), cri.package()), ("containerd", "runtime.v1"), "{version:?}");
+
+    let meta = PodSandboxMetadata {
+        name: "web-0".into(),
+        uid: "7c1d2e3f-0018-4000-8000-00000000c41a".into(),
+        namespace: "shop".into(),
+        attempt: 0,
+    };
+    // The kubelet's layout of pod logs (/var/log/pods/NAMESPACE_NAME_UID/CONTAINER/ATTEMPT.log), in the
+    // daemon's directory; the kubelet makes the directories, the runtime the files.
+    let log_dir = ctrd.dir().join("pods").join(format!("{}_{}_{}", meta.namespace, meta.name, meta.uid));
+    let node = NamespaceOption {
+        network: NamespaceMode::Node as i32,
+        pid: NamespaceMode::Container as i32,
+        ipc: NamespaceMode::Pod as i32,
+    };
+    let sandbox_config = PodSandboxConfig {
+        metadata: Some(meta.clone()),
+        hostname: String::new(),
+        log_directory: log_dir.to_str().expect("utf-8").to_owned(),
+        labels: kubelet_labels(&meta, None),
+        annotations: BTreeMap::from([("kubernetes.io/config.source".to_owned(), "api".to_owned())]),
+        linux: Some(LinuxPodSandboxConfig {
+            cgroup_parent: ctrd.cri_cgroup_parent(),
+            security_context: Some(LinuxSandboxSecurityContext { namespace_options: Some(node.clone()) }),
+        }),
+    };
+    let run = RunPodSandboxRequest { config: Some(sandbox_config.clone()), runtime_handler: String::new() };
+    let sandbox = cri.runtime::<_, RunPodSandboxResponse>("RunPodSandbox", &run).pod_sandbox_id;
+    let status: PodSandboxStatusResponse =
+        cri.runtime("PodSandboxStatus", &PodSandboxIdRequest { pod_sandbox_id: sandbox.clone() });
+    let status = status.status.expect("status");
+    assert_eq!(status.state, PodSandboxState::Ready as i32, "{status:?}");
+    let network = status.linux.and_then(|l| l.namespaces).and_then(|n| n.options).map(|o| o.network);
+    assert_eq!(network, Some(NamespaceMode::Node as i32), "the sandbox runs in the node's network namespace");
+
+    // Two containers, each writing a known number of bytes, then saying so on stdout (its CRI log).
+    let writes = [("app", 70_000u64), ("sidecar", 5_000u64)];
+    let mut ids = BTreeMap::new();
+    for (name, bytes) in writes {
+        std::fs::create_dir_all(log_dir.join(name)).expect("create the container's log dir");
+        let config = ContainerConfig {
+            metadata: Some(ContainerMetadata { name: name.into(), attempt: 0 }),
+            image: Some(ImageSpec { image: image.into() }),
+            command: vec!["/bin/sh".into(), "-c".into()],
+            args: vec![format!("head -c {bytes} /dev/zero > /{name}.dat && echo wrote && exec sleep 3600")],
+            labels: kubelet_labels(&meta, Some(name)),
+            annotations: BTreeMap::from([("io.kubernetes.container.restartCount".to_owned(), "0".to_owned())]),
+            log_path: format!("{name}/0.log"),
+            linux: Some(LinuxContainerConfig {
+                security_context: Some(LinuxContainerSecurityContext { namespace_options: Some(node.clone()) }),
+            }),
+        };
+        let create = CreateContainerRequest {
+            pod_sandbox_id: sandbox.clone(),
+            config: Some(config),
+            sandbox_config: Some(sandbox_config.clone()),
+        };
+        let id = cri.runtime::<_, CreateContainerResponse>("CreateContainer", &create).container_id;
+        let _: Empty = cri.runtime("StartContainer", &ContainerIdRequest { container_id: id.clone() });
+        ids.insert(name, id);
+    }
+    for (name, id) in &ids {
+        wait_for_log(&log_dir.join(name).join("0.log"), "wrote");
+        let s: ContainerStatusResponse =
+            cri.runtime("ContainerStatus", &ContainerIdRequest { container_id: id.clone() });
+        let s = s.status.expect("status");
+        assert_eq!(s.state, ContainerState::Running as i32, "{s:?}");
+    }
+
+    let root = ctrd.root().to_str().expect("utf-8").to_owned();
+    let report = |format: &str| {
+        let out = ovlaudit(&["report", "--format", format, "--no-copy-ups", "--containerd-root", &root]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).expect("utf-8")
+    };
+    let r: Value = serde_json::from_str(&report("json")).expect("JSON");
+    let by_id = |id: &str| {
+        r["containers"].as_array().expect("containers").iter().find(|c| c["id"] == id).cloned().expect("listed")
+    };
+    let usage_sum = ctr_usage(&ctrd, &sandbox) + ids.values().map(|id| ctr_usage(&ctrd, id)).sum::<u64>();
+    for (name, bytes) in writes {
+        let c = by_id(&ids[name]);
+        assert_eq!((c["runtime"].as_str(), c["namespace"].as_str()), (Some("containerd"), Some("k8s.io")), "{c}");
+        assert_eq!(
+            c["kubernetes"],
+            serde_json::json!({"namespace": "shop", "pod": "web-0", "uid": meta.uid, "container": name, "sandbox": false}),
+            "{c}"
+        );
+        assert_eq!(c["name"], name);
+        assert_eq!(c["writable"]["apparent_bytes"].as_u64(), Some(bytes), "{c}");
+    }
+    let sb = by_id(&sandbox);
+    assert_eq!(
+        sb["kubernetes"],
+        serde_json::json!({"namespace": "shop", "pod": "web-0", "uid": meta.uid, "container": "", "sandbox": true}),
+        "{sb}"
+    );
+    let pods = r["pods"].as_array().expect("pods");
+    assert_eq!(pods.len(), 1, "{pods:?}");
+    let p = &pods[0];
+    assert_eq!(
+        (p["namespace"].as_str(), p["name"].as_str(), p["uid"].as_str()),
+        (Some("shop"), Some("web-0"), Some(meta.uid.as_str()))
+    );
+    assert_eq!(p["sandbox_id"].as_str(), Some(sandbox.as_str()));
+    let mut listed: Vec<&str> =
+        p["containers"].as_array().expect("containers").iter().filter_map(Value::as_str).collect();
+    listed.sort_unstable();
+    let mut expected: Vec<&str> = ids.values().map(String::as_str).collect();
+    expected.sort_unstable();
+    assert_eq!(listed, expected);
+    let written: u64 = writes.iter().map(|(_, b)| b).sum();
+    assert_eq!(p["writable_apparent_bytes"].as_u64(), Some(written), "the pod holds what its containers wrote: {p}");
+    assert_eq!(p["writable_allocated_bytes"].as_u64(), Some(usage_sum), "pod vs ctr snapshots usage: {p}");
+
+    let text = report("prometheus");
+    let sample = |prefix: &str| -> u64 {
+        let line = text.lines().find(|l| l.starts_with(prefix)).unwrap_or_else(|| panic!("no {prefix} in\n{text}"));
+        line.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()).expect("value") as u64
+    };
+    assert_eq!(sample("ovlaudit_pod_writable_apparent_bytes{namespace=\"shop\",pod=\"web-0\","), written);
+    assert_eq!(sample("ovlaudit_pod_writable_allocated_bytes{namespace=\"shop\",pod=\"web-0\","), usage_sum);
+    assert_eq!(sample("ovlaudit_pod_containers{namespace=\"shop\",pod=\"web-0\","), 3);
+    let app = format!(
+        "ovlaudit_container_writable_apparent_bytes{{engine=\"containerd\",engine_namespace=\"k8s.io\",id=\"{}\",",
+        ids["app"]
+    );
+    let line = text.lines().find(|l| l.starts_with(&app)).unwrap_or_else(|| panic!("no {app} in\n{text}"));
+    assert!(line.contains("namespace=\"shop\",pod=\"web-0\",container=\"app\"") && line.ends_with(" 70000"), "{line}");
+
+    let events: Vec<Value> = report("ndjson").lines().map(|l| serde_json::from_str(l).expect("event")).collect();
+    crate::events::assert_events_valid(&crate::events::event_validator(), &events);
+    let pod_events: Vec<&Value> = events.iter().filter(|e| e["event"]["dataset"] == "ovlaudit.pod").collect();
+    assert_eq!(pod_events.len(), 1, "{pod_events:?}");
+    assert_eq!(pod_events[0]["orchestrator"]["resource"]["name"], "web-0");
+    assert_eq!(pod_events[0]["ovlaudit"]["pod"]["writable_apparent_bytes"].as_u64(), Some(written));
+
+    // The kubelet's teardown: StopPodSandbox stops every container of the pod, RemovePodSandbox removes them.
+    let _: Empty = cri.runtime("StopPodSandbox", &PodSandboxIdRequest { pod_sandbox_id: sandbox.clone() });
+    let _: Empty = cri.runtime("RemovePodSandbox", &PodSandboxIdRequest { pod_sandbox_id: sandbox.clone() });
+    let r: Value = serde_json::from_str(&report("json")).expect("JSON");
+    assert_eq!(r["pods"], serde_json::json!([]), "{}", r["pods"]);
+    let left: Vec<&Value> =
+        r["containers"].as_array().expect("containers").iter().filter(|c| c.get("kubernetes").is_some()).collect();
+    assert!(left.is_empty(), "{left:?}");
 }

@@ -13,6 +13,7 @@
 #![allow(dead_code)]
 
 pub mod containerd;
+pub mod cri;
 mod http;
 pub mod mounts;
 pub mod podman;
