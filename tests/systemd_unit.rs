@@ -342,7 +342,7 @@ fn assert_sizes_equal_engine(host: &SystemdHost, engine: &Engine, mut first: usi
 
 #[test]
 fn shipped_unit_under_real_systemd_audits_the_docker_host() {
-    let options = EngineOptions { data_root_named: Some(PathBuf::from("/var/lib/docker")) };
+    let options = EngineOptions { data_root_named: Some(PathBuf::from("/var/lib/docker")), ..EngineOptions::default() };
     let Some(engine) = Engine::start_with(options).unwrap_or_else(|e| panic!("cannot start a private dockerd: {e}"))
     else {
         return;

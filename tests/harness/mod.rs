@@ -65,6 +65,8 @@ pub struct Engine {
     log: PathBuf,
     client_config: PathBuf,
     daemon: Child,
+    /// Started with [`EngineOptions::node_namespaces`]: `daemon` is `unshare`, dockerd its child.
+    node_namespaces: bool,
     scratch_dirs: AtomicU32,
 }
 
@@ -77,6 +79,14 @@ pub struct EngineOptions {
     /// at that path on the host; if it does not exist there, it is made in an overlay over its parent,
     /// inside that namespace only. The engine's mounts stay in that namespace too.
     pub data_root_named: Option<PathBuf>,
+    /// Runs dockerd as a node of its own: in new mount and PID namespaces (`unshare --mount --pid --fork
+    /// --mount-proc`) where `/` is made recursively shared, as systemd makes a Kubernetes node's `/`.
+    /// There, Docker accepts `rslave` and `rshared` binds of `/` (it refuses them from a private `/`, as
+    /// this project's VMs have), dockerd is pid 1, a container's `--pid host` is dockerd's PID namespace
+    /// and its `/proc/1/mountinfo` is dockerd's mount table. Nothing changes in the host's namespaces: the
+    /// shared peer group exists only inside. Mounts of the engine and its containers stay inside too, so
+    /// an `ovlaudit` run from the test sees them only through `/proc/<dockerd pid>/`.
+    pub node_namespaces: bool,
 }
 
 /// Run by `unshare --mount` as `sh -c SCRIPT sh DATA NAMED DIR DOCKERD ARGS…`: puts the data root at
@@ -157,7 +167,20 @@ impl Engine {
         let log_file_too = log_file.try_clone().map_err(|e| format!("dup the handle of {}: {e}", log.display()))?;
 
         let named_data_root = options.data_root_named.clone().unwrap_or_else(|| data_root.clone());
+        if options.node_namespaces && options.data_root_named.is_some() {
+            return Err("EngineOptions: node_namespaces and data_root_named do not combine".into());
+        }
         let mut command = match &options.data_root_named {
+            None if options.node_namespaces => {
+                let mut unshare = Command::new("unshare");
+                // --kill-child: if unshare dies, dockerd (pid 1 there) gets SIGKILL, and with it every
+                // process of the namespace.
+                unshare
+                    .args(["--mount", "--pid", "--fork", "--kill-child", "--mount-proc", "--propagation", "shared"])
+                    .arg("--")
+                    .arg(&dockerd);
+                unshare
+            }
             None => Command::new(&dockerd),
             Some(named) => {
                 // The bind mount needs its source before dockerd would make it.
@@ -192,12 +215,15 @@ impl Engine {
             .stdin(Stdio::null())
             .stdout(log_file)
             .stderr(log_file_too);
+        // `unshare --fork` blocks SIGTERM while it waits for its child, so it gets SIGKILL instead (and its
+        // --kill-child passes that on).
+        let death_signal = if options.node_namespaces { libc::SIGKILL } else { libc::SIGTERM };
         // SAFETY: the hook only calls prctl, which is async-signal-safe, and allocates nothing.
         unsafe {
-            command.pre_exec(|| {
+            command.pre_exec(move || {
                 // The spawning thread is blocked in spawn() until exec succeeds, so it can't have
                 // exited before this takes effect.
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, death_signal) != 0 {
                     return Err(std::io::Error::last_os_error());
                 }
                 Ok(())
@@ -216,6 +242,7 @@ impl Engine {
             log,
             client_config,
             daemon,
+            node_namespaces: options.node_namespaces,
             scratch_dirs: AtomicU32::new(0),
         };
         engine.wait_ready(&dockerd)?;
@@ -249,9 +276,23 @@ impl Engine {
         &self.dir
     }
 
-    /// The pid of the dockerd this harness started.
+    /// The pid of the dockerd this harness started (as the host sees it).
     pub fn pid(&self) -> u32 {
+        if self.node_namespaces {
+            if let Some(child) = processes::child_of(self.daemon.id()) {
+                return child;
+            }
+        }
         self.daemon.id()
+    }
+
+    /// The pid, as the host sees it, of a process the engine's API names `pid` (`State.Pid`): the same
+    /// number, unless the engine runs in [`EngineOptions::node_namespaces`].
+    pub fn host_pid(&self, pid: u32) -> Option<u32> {
+        if !self.node_namespaces {
+            return Some(pid);
+        }
+        processes::host_pid_in_namespace_of(self.pid(), pid)
     }
 
     /// Runs `/usr/bin/docker ARGS` against this engine and returns its stdout, trimmed.
@@ -471,7 +512,8 @@ impl Engine {
             return;
         }
         self.kill_containers();
-        let Ok(pid) = libc::pid_t::try_from(self.daemon.id()) else {
+        // With node namespaces, SIGTERM goes to dockerd itself (unshare blocks it); unshare exits with it.
+        let Ok(pid) = libc::pid_t::try_from(self.pid()) else {
             return;
         };
         // SAFETY: kill has no memory-safety preconditions; pid is our unreaped child.

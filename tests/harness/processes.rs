@@ -132,3 +132,33 @@ pub fn container_ids_in(dir: &Path) -> Vec<String> {
         .filter(|name| name.len() == 64 && name.bytes().all(|b| b.is_ascii_hexdigit()))
         .collect()
 }
+
+/// The one child of `pid` (`unshare --fork`'s child: dockerd in its namespaces), from
+/// `/proc/<pid>/task/<pid>/children`, else by scanning every process's parent.
+pub fn child_of(pid: u32) -> Option<u32> {
+    if let Ok(list) = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")) {
+        if let Some(child) = list.split_whitespace().next().and_then(|c| c.parse().ok()) {
+            return Some(child);
+        }
+    }
+    live_pids().into_iter().find(|&p| {
+        std::fs::read_to_string(format!("/proc/{p}/stat")).is_ok_and(|stat| {
+            let ppid = stat.rsplit_once(") ").and_then(|(_, rest)| rest.split(' ').nth(1)?.parse::<u32>().ok());
+            ppid == Some(pid)
+        })
+    })
+}
+
+/// The pid, as the host sees it, of the process that is `ns_pid` in the PID namespace of host pid
+/// `member` (the `NSpid:` line of `/proc/<pid>/status`).
+pub fn host_pid_in_namespace_of(member: u32, ns_pid: u32) -> Option<u32> {
+    let ns = std::fs::read_link(format!("/proc/{member}/ns/pid")).ok()?;
+    live_pids().into_iter().find(|&p| {
+        let status = std::fs::read_to_string(format!("/proc/{p}/status")).unwrap_or_default();
+        let inner = status
+            .lines()
+            .find_map(|l| l.strip_prefix("NSpid:"))
+            .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse::<u32>().ok()));
+        inner == Some(ns_pid) && std::fs::read_link(format!("/proc/{p}/ns/pid")).is_ok_and(|n| n == ns)
+    })
+}
