@@ -329,3 +329,87 @@ fn metrics_listen_is_configured_by_file_and_flag() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains(&format!("{f}:1:")) && err.contains("address"), "{err}");
 }
+
+/// Whether something accepts connections on 127.0.0.1:`port`.
+fn listening(port: u16) -> bool {
+    TcpStream::connect(("127.0.0.1", port)).is_ok()
+}
+
+/// `ovlaudit_sink_events_sent_total` of the one sink, from a scrape.
+fn sink_sent(port: u16) -> Option<u64> {
+    let (_, _, text) = http_get(port, "/metrics", None).ok()?;
+    let line = text.lines().find(|l| l.starts_with("ovlaudit_sink_events_sent_total{sink="))?;
+    line.rsplit(' ').next()?.parse().ok()
+}
+
+/// The sink counters on `/metrics` are read at the scrape, not copied at the end of a scan: once the
+/// first scan's events have all come out of the agent's standard output sink, a scrape counts every one
+/// of them as sent although no scan ran since (the interval is an hour).
+#[test]
+fn sink_counters_are_live_between_scans() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = crate::run_cli::bare_root(dir.path());
+    let port = free_port();
+    let config = dir.path().join("c.toml");
+    let text =
+        format!("interval = \"1h\"\nwatch = false\nsinks = [\"stdout\"]\nmetrics_listen = \"127.0.0.1:{port}\"\n");
+    std::fs::write(&config, text).expect("write");
+    let agent =
+        Agent::start(&["--config", config.to_str().expect("utf-8"), "--root", root.to_str().expect("utf-8")], &[]);
+    agent.wait_until(Duration::from_secs(10), "the first scan", |s| s.len() == 1);
+    let shipped = agent.events().len() as u64;
+    assert!(shipped >= 2, "a scan ships at least its summary and scan events");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while sink_sent(port) != Some(shipped) {
+        assert!(Instant::now() < deadline, "sent is {:?}, not the {shipped} events shipped", sink_sent(port));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(agent.scans().len(), 1, "no scan ran in between");
+    let (_, _, text) = http_get(port, "/metrics", None).expect("scrape");
+    assert!(text.contains("ovlaudit_sink_events_queued{sink=") && text.contains("} 0\n"), "{text}");
+}
+
+/// A reload that changes `metrics_listen` moves the listener: the new address serves the same agent's
+/// metrics and the old one is closed; an address that cannot be bound keeps the running one and says
+/// so; unsetting it stops serving.
+#[test]
+fn reload_moves_the_metrics_listener() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = crate::run_cli::bare_root(dir.path());
+    let config = dir.path().join("c.toml");
+    let write = |listen: Option<u16>| {
+        let mut text = "interval = \"1h\"\nwatch = false\n".to_owned();
+        if let Some(p) = listen {
+            text.push_str(&format!("metrics_listen = \"127.0.0.1:{p}\"\n"));
+        }
+        std::fs::write(&config, text).expect("write");
+    };
+    let (first, second) = (free_port(), free_port());
+    write(Some(first));
+    let agent =
+        Agent::start(&["--config", config.to_str().expect("utf-8"), "--root", root.to_str().expect("utf-8")], &[]);
+    agent.wait_until(Duration::from_secs(10), "the first scan", |s| s.len() == 1);
+    let (status, _, text) = http_get(first, "/metrics", None).expect("scrape the first address");
+    assert_eq!(status, 200);
+    assert!(text.contains("ovlaudit_scans_total 1\n"), "{text}");
+
+    write(Some(second));
+    agent.signal(libc::SIGHUP);
+    agent.wait_log(Duration::from_secs(5), "configuration reloaded");
+    let (status, _, text) = http_get(second, "/metrics", None).expect("scrape the new address");
+    assert_eq!(status, 200);
+    assert!(text.contains("ovlaudit_scans_total "), "the same agent's counters: {text}");
+    assert!(!listening(first), "the old address is closed");
+
+    // A port the test holds: the reload keeps serving on the running address.
+    let held = TcpListener::bind("127.0.0.1:0").expect("bind");
+    write(Some(held.local_addr().expect("addr").port()));
+    agent.signal(libc::SIGHUP);
+    agent.wait_log(Duration::from_secs(5), &format!("still serving on 127.0.0.1:{second}"));
+    assert_eq!(http_get(second, "/metrics", None).expect("still served").0, 200);
+
+    write(None);
+    agent.signal(libc::SIGHUP);
+    agent.wait_log(Duration::from_secs(5), "no longer serving metrics");
+    assert!(!listening(second), "unset: nothing listens");
+}

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 const REPO: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
 
 /// A host root holding only a `proc` that leads to the real /proc: no Docker, the real mount table.
-fn bare_root(dir: &Path) -> PathBuf {
+pub(crate) fn bare_root(dir: &Path) -> PathBuf {
     let root = dir.join("host");
     std::fs::create_dir(&root).expect("mkdir");
     std::os::unix::fs::symlink("/proc", root.join("proc")).expect("symlink proc");

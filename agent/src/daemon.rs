@@ -118,6 +118,8 @@ struct Daemon {
     incremental: Option<Arc<Mutex<Incremental>>>,
     /// What `/metrics` serves (`metrics_listen`): the last completed scan.
     metrics: Option<Arc<Mutex<crate::metrics::State>>>,
+    /// The `/metrics` listener, bound to `metrics_listen`.
+    metrics_server: Option<crate::metrics::Server>,
 }
 
 impl Daemon {
@@ -157,6 +159,7 @@ impl Daemon {
             output_closed: false,
             incremental: None,
             metrics: None,
+            metrics_server: None,
         }
     }
 
@@ -170,11 +173,11 @@ impl Daemon {
             self.incremental = Some(Arc::new(Mutex::new(inc)));
         }
         if let Some(addr) = self.config.metrics_listen {
-            let state = Arc::new(Mutex::new(crate::metrics::State { agent: true, ..Default::default() }));
-            crate::metrics::serve(addr, state.clone())
-                .await
+            let state = self.new_metrics_state();
+            let server = crate::metrics::serve(addr, state.clone())
                 .map_err(|e| anyhow::anyhow!("cannot serve metrics on {addr}: {e}"))?;
             self.metrics = Some(state);
+            self.metrics_server = Some(server);
         }
         if self.config.watch {
             self.watch = Some(HostWatch::start(&self.config, self.changes_tx.clone()));
@@ -209,7 +212,7 @@ impl Daemon {
                     self.output_closed = true;
                     break;
                 }
-                Wake::Reload => self.reload(),
+                Wake::Reload => self.reload().await,
                 Wake::Changed(change) => {
                     tracing::debug!("{}", change.word());
                     self.debounce.note(Instant::now().into_std());
@@ -474,7 +477,61 @@ impl Daemon {
         self.known_errors = now;
     }
 
-    fn reload(&mut self) {
+    /// A fresh `/metrics` state for a running agent, reading the running sinks' counters at each scrape.
+    fn new_metrics_state(&self) -> Arc<Mutex<crate::metrics::State>> {
+        let live_sinks = self.sinks.as_ref().map(Sinks::probe);
+        Arc::new(Mutex::new(crate::metrics::State { agent: true, live_sinks, ..Default::default() }))
+    }
+
+    /// `metrics_listen` changed on reload: serve on the new address (the same counters and last scan),
+    /// close the old listener, or stop serving when it is unset. A new address that cannot be bound keeps
+    /// the old one serving, and is said in the log.
+    async fn rebind_metrics(&mut self) {
+        let old = self.metrics_server.as_ref().map(crate::metrics::Server::addr);
+        let Some(addr) = self.config.metrics_listen else {
+            if let Some(server) = self.metrics_server.take() {
+                server.close().await;
+            }
+            self.metrics = None;
+            tracing::info!("metrics_listen unset: no longer serving metrics");
+            return;
+        };
+        let state = self.metrics.clone().unwrap_or_else(|| self.new_metrics_state());
+        // The same port on another address (127.0.0.1:9469 to 0.0.0.0:9469) conflicts with the running
+        // listener: that one is closed first, and opened again if the new one fails.
+        let same_port = old.is_some_and(|o| o.port() == addr.port());
+        if same_port {
+            if let Some(server) = self.metrics_server.take() {
+                server.close().await;
+            }
+        }
+        match crate::metrics::serve(addr, state.clone()) {
+            Ok(server) => {
+                if let Some(old_server) = self.metrics_server.replace(server) {
+                    old_server.close().await;
+                }
+                self.metrics = Some(state);
+            }
+            Err(e) => {
+                tracing::error!(
+                    "reload: cannot serve metrics on {addr}: {e}; {}",
+                    old.map_or("metrics stay off".to_owned(), |a| format!("still serving on {a}"))
+                );
+                self.config.metrics_listen = old;
+                if let (Some(a), None) = (old, &self.metrics_server) {
+                    match crate::metrics::serve(a, state) {
+                        Ok(server) => self.metrics_server = Some(server),
+                        Err(e) => tracing::error!("metrics: cannot serve on {a} again: {e}"),
+                    }
+                }
+                if self.metrics_server.is_none() {
+                    self.metrics = None;
+                }
+            }
+        }
+    }
+
+    async fn reload(&mut self) {
         tracing::info!("SIGHUP: reloading the configuration from {}", self.source);
         // logrotate's postrotate sends SIGHUP: file sinks reopen their path whatever the new file says.
         if let Some(sinks) = &self.sinks {
@@ -491,8 +548,7 @@ impl Daemon {
         self.notifier.notify(&format!("RELOADING=1\nMONOTONIC_USEC={}", monotonic_usec()));
         let old = std::mem::replace(&mut self.config, new);
         if old.metrics_listen != self.config.metrics_listen {
-            tracing::warn!("metrics_listen changes take effect at the next start; still serving the old address");
-            self.config.metrics_listen = old.metrics_listen;
+            self.rebind_metrics().await;
         }
         if old.log_level != self.config.log_level {
             self.log.set(&self.config.log_level);
@@ -502,6 +558,9 @@ impl Daemon {
                 tokio::spawn(old_sinks.shutdown(SINK_GRACE));
             }
             self.sinks = Some(Sinks::start(self.config.sinks.clone(), &self.host_name));
+            if let (Some(m), Some(sinks)) = (&self.metrics, &self.sinks) {
+                m.lock().unwrap_or_else(|p| p.into_inner()).live_sinks = Some(sinks.probe());
+            }
         }
         let host_changed = old.root != self.config.root
             || old.proc_dir != self.config.proc_dir

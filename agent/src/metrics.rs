@@ -17,7 +17,7 @@ use collector::report::{ContainerReport, Report};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::sinks::SinkStats;
+use crate::sinks::{SinkProbe, SinkStats};
 
 /// Content type of the Prometheus text format.
 pub const TEXT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -35,8 +35,10 @@ pub struct State {
     pub failures: u64,
     /// How long the last completed scan took.
     pub last_duration: Duration,
-    /// The sinks' counters as of the last scan's end.
+    /// The sinks' counters as of the last scan's end, where no [`State::live_sinks`] reads them.
     pub sinks: Vec<SinkStats>,
+    /// The running sinks, whose counters each scrape reads as they are then.
+    pub live_sinks: Option<SinkProbe>,
     /// Whether these are a running agent's metrics (with its scan and sink counters) rather than one
     /// report's.
     pub agent: bool,
@@ -116,14 +118,15 @@ fn families(state: &State) -> Families {
             s.dropped
         }),
     ];
+    let sinks = state.live_sinks.as_ref().map_or_else(|| state.sinks.clone(), SinkProbe::stats);
     for (name, help, pick) in per_sink {
         let fam = f.add(name, Kind::Counter, help);
-        for s in &state.sinks {
+        for s in &sinks {
             fam.sample(vec![("sink", s.sink.clone())], pick(s) as f64);
         }
     }
     let fam = f.add("ovlaudit_sink_events_queued", Kind::Gauge, "Events waiting in a sink's queue.");
-    for s in &state.sinks {
+    for s in &sinks {
         fam.sample(vec![("sink", s.sink.clone())], s.queue_depth as f64);
     }
     let Some(r) = state.report.as_deref() else { return f };
@@ -340,12 +343,42 @@ pub fn render_report(report: Report) -> String {
     render(&state, false)
 }
 
-/// Serves `/metrics` on `addr` until the runtime ends; the listener is bound before this returns, so a
-/// bad address is an error at start.
-pub async fn serve(addr: SocketAddr, state: Arc<Mutex<State>>) -> std::io::Result<()> {
-    let listener = TcpListener::bind(addr).await?;
+/// A running `/metrics` listener; dropping it closes the listening socket (requests being answered
+/// finish).
+#[derive(Debug)]
+pub struct Server {
+    addr: SocketAddr,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Server {
+    /// The address asked for (`metrics_listen`).
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Stops accepting and waits until the listening socket is closed, so its address can be bound again.
+    pub async fn close(mut self) {
+        self.task.abort();
+        let _ = (&mut self.task).await;
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Serves `/metrics` on `addr` until the returned [`Server`] is dropped; the listener is bound before
+/// this returns, so a bad or busy address is an error here.
+/// Needs a running tokio runtime (it registers the socket with it).
+pub fn serve(addr: SocketAddr, state: Arc<Mutex<State>>) -> std::io::Result<Server> {
+    let listener = std::net::TcpListener::bind(addr)?;
+    listener.set_nonblocking(true)?;
+    let listener = TcpListener::from_std(listener)?;
     tracing::info!("metrics on http://{}/metrics", listener.local_addr().unwrap_or(addr));
-    tokio::spawn(async move {
+    let task = tokio::spawn(async move {
         loop {
             match listener.accept().await {
                 Ok((stream, _)) => {
@@ -361,7 +394,7 @@ pub async fn serve(addr: SocketAddr, state: Arc<Mutex<State>>) -> std::io::Resul
             }
         }
     });
-    Ok(())
+    Ok(Server { addr, task })
 }
 
 /// Answers one request (HTTP/1.1, connection closed after it).

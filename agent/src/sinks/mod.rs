@@ -119,6 +119,37 @@ pub struct SinkStats {
     pub last_error: Option<String>,
 }
 
+/// Reads the counters of running sinks (see [`Sinks::probe`]).
+#[derive(Clone)]
+pub struct SinkProbe(Vec<(String, Arc<Queue>, Arc<Counters>)>);
+
+impl std::fmt::Debug for SinkProbe {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.0.iter().map(|(name, _, _)| name)).finish()
+    }
+}
+
+impl SinkProbe {
+    /// Every sink's counters now.
+    pub fn stats(&self) -> Vec<SinkStats> {
+        self.0
+            .iter()
+            .map(|(name, queue, counters)| SinkStats {
+                sink: name.clone(),
+                sent: counters.sent.load(Ordering::Relaxed),
+                retried: counters.retried.load(Ordering::Relaxed),
+                dropped: queue.dropped(),
+                cut_to_fit: counters.cut_to_fit.load(Ordering::Relaxed),
+                dropped_too_large: counters.dropped_too_large.load(Ordering::Relaxed),
+                queue_depth: queue.depth() as u64,
+                failures: counters.failures.load(Ordering::Relaxed),
+                connected: counters.connected.load(Ordering::Relaxed),
+                last_error: counters.last_error.lock().ok().and_then(|e| e.clone()),
+            })
+            .collect()
+    }
+}
+
 #[derive(Debug, Default)]
 struct Counters {
     sent: AtomicU64,
@@ -180,21 +211,13 @@ impl Sinks {
 
     /// Every sink's counters now.
     pub fn stats(&self) -> Vec<SinkStats> {
-        self.handles
-            .iter()
-            .map(|h| SinkStats {
-                sink: h.name.clone(),
-                sent: h.counters.sent.load(Ordering::Relaxed),
-                retried: h.counters.retried.load(Ordering::Relaxed),
-                dropped: h.queue.dropped(),
-                cut_to_fit: h.counters.cut_to_fit.load(Ordering::Relaxed),
-                dropped_too_large: h.counters.dropped_too_large.load(Ordering::Relaxed),
-                queue_depth: h.queue.depth() as u64,
-                failures: h.counters.failures.load(Ordering::Relaxed),
-                connected: h.counters.connected.load(Ordering::Relaxed),
-                last_error: h.counters.last_error.lock().ok().and_then(|e| e.clone()),
-            })
-            .collect()
+        self.probe().stats()
+    }
+
+    /// A handle that reads every sink's counters whenever asked (`/metrics` reads them at each scrape),
+    /// valid while these sinks run.
+    pub fn probe(&self) -> SinkProbe {
+        SinkProbe(self.handles.iter().map(|h| (h.name.clone(), h.queue.clone(), h.counters.clone())).collect())
     }
 
     /// Asks file sinks to reopen their file (after an external rotation; sent on SIGHUP).
