@@ -167,6 +167,8 @@ fn wait_for_log(path: &Path, text: &str) {
 /// gone from the report.
 #[test]
 fn pods_run_through_containerds_cri_plugin_are_attributed() {
+    const NS: &str = "payments-production-eu-west";
+    const POD: &str = "checkout-service-canary-7f9c8d6b5-xk2lp";
     let image = "docker.io/library/ovlaudit-cri-bb:1";
     let options = ContainerdOptions { cri_sandbox_image: Some(image.to_owned()) };
     let Some(ctrd) = Containerd::start_with(options).unwrap_or_else(|e| panic!("{e}")) else { return };
@@ -176,9 +178,9 @@ fn pods_run_through_containerds_cri_plugin_are_attributed() {
     assert_eq!((version.runtime_name.as_str(), cri.package()), ("containerd", "runtime.v1"), "{version:?}");
 
     let meta = PodSandboxMetadata {
-        name: "web-0".into(),
+        name: POD.into(),
         uid: "7c1d2e3f-0018-4000-8000-00000000c41a".into(),
-        namespace: "shop".into(),
+        namespace: NS.into(),
         attempt: 0,
     };
     // The kubelet's layout of pod logs (/var/log/pods/NAMESPACE_NAME_UID/CONTAINER/ATTEMPT.log), in the
@@ -259,7 +261,7 @@ fn pods_run_through_containerds_cri_plugin_are_attributed() {
         assert_eq!((c["runtime"].as_str(), c["namespace"].as_str()), (Some("containerd"), Some("k8s.io")), "{c}");
         assert_eq!(
             c["kubernetes"],
-            serde_json::json!({"namespace": "shop", "pod": "web-0", "uid": meta.uid, "container": name, "sandbox": false}),
+            serde_json::json!({"namespace": NS, "pod": POD, "uid": meta.uid, "container": name, "sandbox": false}),
             "{c}"
         );
         assert_eq!(c["name"], name);
@@ -268,7 +270,7 @@ fn pods_run_through_containerds_cri_plugin_are_attributed() {
     let sb = by_id(&sandbox);
     assert_eq!(
         sb["kubernetes"],
-        serde_json::json!({"namespace": "shop", "pod": "web-0", "uid": meta.uid, "container": "", "sandbox": true}),
+        serde_json::json!({"namespace": NS, "pod": POD, "uid": meta.uid, "container": "", "sandbox": true}),
         "{sb}"
     );
     let pods = r["pods"].as_array().expect("pods");
@@ -276,7 +278,7 @@ fn pods_run_through_containerds_cri_plugin_are_attributed() {
     let p = &pods[0];
     assert_eq!(
         (p["namespace"].as_str(), p["name"].as_str(), p["uid"].as_str()),
-        (Some("shop"), Some("web-0"), Some(meta.uid.as_str()))
+        (Some(NS), Some(POD), Some(meta.uid.as_str()))
     );
     assert_eq!(p["sandbox_id"].as_str(), Some(sandbox.as_str()));
     let mut listed: Vec<&str> =
@@ -290,25 +292,38 @@ fn pods_run_through_containerds_cri_plugin_are_attributed() {
     assert_eq!(p["writable_allocated_bytes"].as_u64(), Some(usage_sum), "pod vs ctr snapshots usage: {p}");
 
     let text = report("prometheus");
+    // The table: a pods section, in 80 columns although the names are long (cut with a marker), with
+    // the roll-up in exact bytes.
+    let out = ovlaudit(&["report", "--bytes", "--no-copy-ups", "--containerd-root", &root]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let table = String::from_utf8(out.stdout).expect("utf-8");
+    assert!(table.lines().all(|l| l.chars().count() <= 80), "{table}");
+    let header = table.lines().position(|l| l.starts_with("NAMESPACE") && l.contains("POD")).expect("pods section");
+    let row: Vec<&str> = table.lines().nth(header + 1).expect("a pod row").split_whitespace().collect();
+    assert!(NS.starts_with(row[0].trim_end_matches('…')) && POD.starts_with(row[1].trim_end_matches('…')), "{row:?}");
+    assert_eq!(row[2..], ["3".to_owned(), written.to_string(), usage_sum.to_string(), "0".to_owned()], "{table}");
+
     let sample = |prefix: &str| -> u64 {
         let line = text.lines().find(|l| l.starts_with(prefix)).unwrap_or_else(|| panic!("no {prefix} in\n{text}"));
         line.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()).expect("value") as u64
     };
-    assert_eq!(sample("ovlaudit_pod_writable_apparent_bytes{namespace=\"shop\",pod=\"web-0\","), written);
-    assert_eq!(sample("ovlaudit_pod_writable_allocated_bytes{namespace=\"shop\",pod=\"web-0\","), usage_sum);
-    assert_eq!(sample("ovlaudit_pod_containers{namespace=\"shop\",pod=\"web-0\","), 3);
+    let pod_labels = format!("{{namespace=\"{NS}\",pod=\"{POD}\",");
+    assert_eq!(sample(&format!("ovlaudit_pod_writable_apparent_bytes{pod_labels}")), written);
+    assert_eq!(sample(&format!("ovlaudit_pod_writable_allocated_bytes{pod_labels}")), usage_sum);
+    assert_eq!(sample(&format!("ovlaudit_pod_containers{pod_labels}")), 3);
     let app = format!(
         "ovlaudit_container_writable_apparent_bytes{{engine=\"containerd\",engine_namespace=\"k8s.io\",id=\"{}\",",
         ids["app"]
     );
     let line = text.lines().find(|l| l.starts_with(&app)).unwrap_or_else(|| panic!("no {app} in\n{text}"));
-    assert!(line.contains("namespace=\"shop\",pod=\"web-0\",container=\"app\"") && line.ends_with(" 70000"), "{line}");
+    let labels = format!("namespace=\"{NS}\",pod=\"{POD}\",container=\"app\"");
+    assert!(line.contains(&labels) && line.ends_with(" 70000"), "{line}");
 
     let events: Vec<Value> = report("ndjson").lines().map(|l| serde_json::from_str(l).expect("event")).collect();
     crate::events::assert_events_valid(&crate::events::event_validator(), &events);
     let pod_events: Vec<&Value> = events.iter().filter(|e| e["event"]["dataset"] == "ovlaudit.pod").collect();
     assert_eq!(pod_events.len(), 1, "{pod_events:?}");
-    assert_eq!(pod_events[0]["orchestrator"]["resource"]["name"], "web-0");
+    assert_eq!(pod_events[0]["orchestrator"]["resource"]["name"], POD);
     assert_eq!(pod_events[0]["ovlaudit"]["pod"]["writable_apparent_bytes"].as_u64(), Some(written));
 
     // The kubelet's teardown: StopPodSandbox stops every container of the pod, RemovePodSandbox removes them.

@@ -223,8 +223,8 @@ pub struct ReportArgs {
     /// Walker threads, shared across and within writable layers (0: one per CPU; at most 1024).
     #[arg(long, default_value_t = 0, value_name = "N", value_parser = clap::value_parser!(u64).range(0..=config::MAX_THREADS))]
     pub threads: u64,
-    /// Print one section of the table: summary, containers, images, orphans or findings (the JSON
-    /// document always carries every section).
+    /// Print one section of the table: summary, containers, images, orphans, findings, volumes, build-cache
+    /// or pods (the JSON document always carries every section).
     #[arg(long, value_enum, value_name = "NAME")]
     pub section: Option<Section>,
     /// Storage changed more recently than this is not called an orphan: it may belong to a pull, build or
@@ -319,6 +319,9 @@ pub enum Section {
     Volumes,
     /// BuildKit's build cache records.
     BuildCache,
+    /// Kubernetes pods (containers the CRI created), largest writable layers first, with their containers'
+    /// writable layers and logs summed.
+    Pods,
 }
 
 /// Orders of the containers table.

@@ -318,6 +318,34 @@ pub fn volumes(out: &mut impl Write, r: &Report, v: &View) -> io::Result<()> {
     write_fitted(out, &rows, &[1, 2], &[0, 3], &[], width)
 }
 
+/// Kubernetes pods, largest writable layers first: namespace, name, how many containers (the sandbox
+/// included), and their writable layers and logs summed.
+pub fn pods(out: &mut impl Write, r: &Report, v: &View) -> io::Result<()> {
+    if r.pods.is_empty() {
+        return writeln!(out, "No Kubernetes pods.");
+    }
+    let mut pods: Vec<_> = r.pods.iter().collect();
+    pods.sort_by(|a, b| {
+        b.writable_apparent_bytes
+            .cmp(&a.writable_apparent_bytes)
+            .then_with(|| (&a.namespace, &a.name, &a.uid).cmp(&(&b.namespace, &b.name, &b.uid)))
+    });
+    let mut rows = vec![["NAMESPACE", "POD", "CONTAINERS", "WRITABLE", "ALLOCATED", "LOGS"].map(String::from)];
+    for p in pods {
+        let containers = p.containers.len() + usize::from(p.sandbox_id.is_some());
+        rows.push([
+            safe(&p.namespace),
+            safe(&p.name),
+            containers.to_string(),
+            v.size(p.writable_apparent_bytes),
+            v.size(p.writable_allocated_bytes),
+            v.size(p.log_bytes),
+        ]);
+    }
+    let width = if v.wide { usize::MAX } else { WIDTH };
+    write_fitted(out, &rows, &[2, 3, 4, 5], &[0, 1], &[], width)
+}
+
 /// Build cache records: the largest few unless `--all`, with what `docker builder prune` frees.
 pub fn build_cache(out: &mut impl Write, r: &Report, v: &View) -> io::Result<()> {
     if r.build_cache.is_empty() {

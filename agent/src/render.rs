@@ -43,10 +43,15 @@ pub fn table(out: &mut impl Write, r: &Report, view: &View, section: Option<Sect
         Some(Section::Findings) => columns::findings(out, r),
         Some(Section::Volumes) => columns::volumes(out, r, view),
         Some(Section::BuildCache) => columns::build_cache(out, r, view),
+        Some(Section::Pods) => columns::pods(out, r, view),
         None => {
             sections::summary(out, r, exact)?;
             writeln!(out)?;
             containers(out)?;
+            if !r.pods.is_empty() {
+                writeln!(out)?;
+                columns::pods(out, r, view)?;
+            }
             if !r.images.is_empty() {
                 writeln!(out)?;
                 images(out)?;

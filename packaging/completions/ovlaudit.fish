@@ -37,13 +37,14 @@ json\t'One JSON document (schema ovlaudit.report/v1)'
 ndjson\t'One JSON event per line, Elastic Common Schema names'
 prometheus\t'Prometheus text exposition format (report only), for node_exporter\'s textfile collector'"
 complete -c ovlaudit -n "__fish_ovlaudit_using_subcommand report" -l threads -d 'Walker threads, shared across and within writable layers (0: one per CPU; at most 1024)' -r
-complete -c ovlaudit -n "__fish_ovlaudit_using_subcommand report" -l section -d 'Print one section of the table: summary, containers, images, orphans or findings (the JSON document always carries every section)' -r -f -a "summary\t'Totals on one screen: writable, images, orphans, logs, findings by severity'
+complete -c ovlaudit -n "__fish_ovlaudit_using_subcommand report" -l section -d 'Print one section of the table: summary, containers, images, orphans, findings, volumes, build-cache or pods (the JSON document always carries every section)' -r -f -a "summary\t'Totals on one screen: writable, images, orphans, logs, findings by severity'
 containers\t'Every container, largest writable layer first, and overlay mounts no container owns'
 images\t'Every image with its size, shared and unique bytes, as `docker system df -v` counts them'
 orphans\t'Storage that belongs to no image or container, largest first'
 findings\t'Problems found, with their codes'
 volumes\t'Local volumes with their size and the containers that mount them'
-build-cache\t'BuildKit\'s build cache records'"
+build-cache\t'BuildKit\'s build cache records'
+pods\t'Kubernetes pods (containers the CRI created), largest writable layers first, with their containers\' writable layers and logs summed'"
 complete -c ovlaudit -n "__fish_ovlaudit_using_subcommand report" -l orphan-min-age -d 'Storage changed more recently than this is not called an orphan: it may belong to a pull, build or removal in progress. A duration with its unit (10m, 1h30m), or 0 to show every orphan' -r
 complete -c ovlaudit -n "__fish_ovlaudit_using_subcommand report" -l top -d 'List each writable layer\'s N largest files (path, apparent and allocated bytes; at most 100)' -r
 complete -c ovlaudit -n "__fish_ovlaudit_using_subcommand report" -l sort -d 'Order of the containers: writable or allocated bytes (largest first), name, created (newest first)' -r -f -a "writable\t'Writable bytes as Docker counts SizeRw, largest first'
