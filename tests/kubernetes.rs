@@ -256,8 +256,14 @@ fn pods_run_through_containerds_cri_plugin_are_attributed() {
         r["containers"].as_array().expect("containers").iter().find(|c| c["id"] == id).cloned().expect("listed")
     };
     let usage_sum = ctr_usage(&ctrd, &sandbox) + ids.values().map(|id| ctr_usage(&ctrd, id)).sum::<u64>();
+    let log_size = |name: &str| std::fs::metadata(log_dir.join(name).join("0.log")).expect("log").len();
+    let logs: u64 = writes.iter().map(|(name, _)| log_size(name)).sum();
     for (name, bytes) in writes {
         let c = by_id(&ids[name]);
+        // The log the CRI plugin writes where the kubelet asked, as containerd records it.
+        let log = log_dir.join(name).join("0.log");
+        assert_eq!(c["log_path"].as_str(), log.to_str(), "{c}");
+        assert_eq!(c["log_bytes"].as_u64(), Some(log_size(name)), "{c}");
         assert_eq!((c["runtime"].as_str(), c["namespace"].as_str()), (Some("containerd"), Some("k8s.io")), "{c}");
         assert_eq!(
             c["kubernetes"],
@@ -290,6 +296,8 @@ fn pods_run_through_containerds_cri_plugin_are_attributed() {
     let written: u64 = writes.iter().map(|(_, b)| b).sum();
     assert_eq!(p["writable_apparent_bytes"].as_u64(), Some(written), "the pod holds what its containers wrote: {p}");
     assert_eq!(p["writable_allocated_bytes"].as_u64(), Some(usage_sum), "pod vs ctr snapshots usage: {p}");
+    assert_eq!(p["log_bytes"].as_u64(), Some(logs), "{p}");
+    assert!(logs > 0);
 
     let text = report("prometheus");
     // The table: a pods section, in 80 columns although the names are long (cut with a marker), with
@@ -301,7 +309,7 @@ fn pods_run_through_containerds_cri_plugin_are_attributed() {
     let header = table.lines().position(|l| l.starts_with("NAMESPACE") && l.contains("POD")).expect("pods section");
     let row: Vec<&str> = table.lines().nth(header + 1).expect("a pod row").split_whitespace().collect();
     assert!(NS.starts_with(row[0].trim_end_matches('…')) && POD.starts_with(row[1].trim_end_matches('…')), "{row:?}");
-    assert_eq!(row[2..], ["3".to_owned(), written.to_string(), usage_sum.to_string(), "0".to_owned()], "{table}");
+    assert_eq!(row[2..], ["3".to_owned(), written.to_string(), usage_sum.to_string(), logs.to_string()], "{table}");
 
     let sample = |prefix: &str| -> u64 {
         let line = text.lines().find(|l| l.starts_with(prefix)).unwrap_or_else(|| panic!("no {prefix} in\n{text}"));
@@ -311,6 +319,7 @@ fn pods_run_through_containerds_cri_plugin_are_attributed() {
     assert_eq!(sample(&format!("ovlaudit_pod_writable_apparent_bytes{pod_labels}")), written);
     assert_eq!(sample(&format!("ovlaudit_pod_writable_allocated_bytes{pod_labels}")), usage_sum);
     assert_eq!(sample(&format!("ovlaudit_pod_containers{pod_labels}")), 3);
+    assert_eq!(sample(&format!("ovlaudit_pod_log_bytes{pod_labels}")), logs);
     let app = format!(
         "ovlaudit_container_writable_apparent_bytes{{engine=\"containerd\",engine_namespace=\"k8s.io\",id=\"{}\",",
         ids["app"]

@@ -18,6 +18,83 @@ fn user_key(backend: &str) -> &str {
     backend.splitn(3, '/').nth(2).unwrap_or(backend)
 }
 
+/// The bytes of a CRI container's log and its rotated files, where the log is where the kubelet puts it for
+/// this very container: `<dir>/<pod namespace>_<pod>_<pod uid>/<container>/<n>.log`, the names taken from the
+/// container's labels; rotated files are `<n>.log.<YYYYMMDD-hhmmss>` (and `.gz`). A log anywhere else (an
+/// edited or crafted record) is not stat'ed: a finding, and no figure. A missing log is 0 bytes.
+fn cri_log_bytes(root: &Path, log: &str, c: &super::Container, findings: &mut Findings) -> Option<u64> {
+    use crate::kubernetes::{CONTAINER_NAME, POD_NAME, POD_NAMESPACE, POD_UID};
+    let label = |k: &str| c.labels.get(k).map(String::as_str).unwrap_or_default();
+    let log = Path::new(log);
+    let pod_dir = format!("{}_{}_{}", label(POD_NAMESPACE), label(POD_NAME), label(POD_UID));
+    let file = log.file_name().and_then(|f| f.to_str()).unwrap_or_default();
+    let attempt = file.strip_suffix(".log").unwrap_or_default();
+    let dir = log.parent();
+    let shaped = log.is_absolute()
+        && !attempt.is_empty()
+        && attempt.bytes().all(|b| b.is_ascii_digit())
+        && dir.and_then(Path::file_name).is_some_and(|n| n == label(CONTAINER_NAME) && !n.is_empty())
+        && dir.and_then(Path::parent).and_then(Path::file_name).is_some_and(|n| n == pod_dir.as_str());
+    let (true, Some(dir)) = (shaped, dir) else {
+        findings.warn(
+            "log_path_outside_pod_logs",
+            format!(
+                "container {}'s CRI log path {:?} is not <dir>/{pod_dir}/{}/<n>.log: not read",
+                c.id,
+                crate::hostfs::excerpt(&log.to_string_lossy(), 128),
+                label(CONTAINER_NAME)
+            ),
+            None,
+        );
+        return None;
+    };
+    let at = crate::hostfs::under_root(root, dir);
+    let store = match crate::hostfs::StoreDir::open(&at) {
+        Ok(s) => s,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Some(0),
+        Err(e) => {
+            findings.warn("log_unreadable", format!("cannot open the container's log directory: {e}"), Some(dir));
+            return Some(0);
+        }
+    };
+    let entries = match store.list(&at) {
+        Ok(e) => e,
+        Err(e) => {
+            findings.warn(
+                e.code("log_unreadable"),
+                format!("cannot list the container's log directory: {e}"),
+                Some(dir),
+            );
+            return Some(0);
+        }
+    };
+    let rotated = |name: &str| {
+        name.strip_prefix(file).and_then(|r| r.strip_prefix('.')).is_some_and(|r| {
+            let stamp = r.strip_suffix(".gz").unwrap_or(r);
+            !stamp.is_empty() && stamp.bytes().all(|b| b.is_ascii_digit() || b == b'-')
+        })
+    };
+    let mut total: u64 = 0;
+    for ent in entries {
+        let Some(name) = ent.name.to_str() else { continue };
+        if name != file && !rotated(name) {
+            continue;
+        }
+        match store.metadata(&at.join(name)) {
+            Ok(m) if m.st_mode & libc::S_IFMT == libc::S_IFREG => {
+                total = total.saturating_add(u64::try_from(m.st_size).unwrap_or(0));
+            }
+            Ok(_) => {}
+            Err(e) => findings.warn(
+                e.code("log_unreadable"),
+                format!("cannot stat a container log: {e}"),
+                Some(&dir.join(name)),
+            ),
+        }
+    }
+    Some(total)
+}
+
 impl ContainerdStore {
     /// The runtime word for a namespace: Docker 29 keeps its containers in `moby`.
     fn runtime_for(ns: &str) -> &'static str {
@@ -152,8 +229,8 @@ impl Engine for ContainerdStore {
                 init_layer: None,
                 layers,
                 mount: None,
-                log_path: None,
-                log_bytes: None,
+                log_path: c.cri_log_path.clone(),
+                log_bytes: c.cri_log_path.as_deref().and_then(|l| cri_log_bytes(&host.opts.root, l, c, findings)),
                 kubernetes: None,
                 nested_in: None,
             };
@@ -301,5 +378,62 @@ impl Engine for ContainerdStore {
             diff_id: None,
             role: if committed { "image" } else { "container" }.into(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    fn container(labels: &[(&str, &str)]) -> super::super::Container {
+        super::super::Container {
+            id: "c1".into(),
+            image: String::new(),
+            snapshotter: "overlayfs".into(),
+            snapshot_key: "c1".into(),
+            labels: labels.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect::<BTreeMap<_, _>>(),
+            created: None,
+            cri_log_path: None,
+        }
+    }
+
+    #[test]
+    fn cri_logs_are_read_only_where_the_kubelet_puts_them() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path().join("pods/shop_web-0_u1/app");
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        std::fs::write(dir.join("0.log"), [b'x'; 100]).expect("write");
+        std::fs::write(dir.join("0.log.20260101-120000"), [b'x'; 1000]).expect("write");
+        std::fs::write(dir.join("0.log.20260101-110000.gz"), [b'x'; 10]).expect("write");
+        std::fs::write(dir.join("1.log"), [b'x'; 7]).expect("write");
+        let c = container(&[
+            ("io.kubernetes.pod.namespace", "shop"),
+            ("io.kubernetes.pod.name", "web-0"),
+            ("io.kubernetes.pod.uid", "u1"),
+            ("io.kubernetes.container.name", "app"),
+        ]);
+        let log = dir.join("0.log");
+        let mut f = Findings::default();
+        let root = Path::new("/");
+        assert_eq!(
+            cri_log_bytes(root, log.to_str().expect("utf-8"), &c, &mut f),
+            Some(1110),
+            "the log and its rotations"
+        );
+        assert!(f.as_slice().is_empty());
+        // Another container's directory, a path that is not the kubelet's shape: not read, a finding each.
+        let other = container(&[
+            ("io.kubernetes.pod.namespace", "shop"),
+            ("io.kubernetes.pod.name", "web-0"),
+            ("io.kubernetes.pod.uid", "u1"),
+            ("io.kubernetes.container.name", "db"),
+        ]);
+        assert_eq!(cri_log_bytes(root, log.to_str().expect("utf-8"), &other, &mut f), None);
+        assert_eq!(cri_log_bytes(root, "/etc/shadow", &c, &mut f), None);
+        assert_eq!(f.as_slice().iter().filter(|x| x.code == "log_path_outside_pod_logs").count(), 2);
+        // Not written yet: 0 bytes.
+        let gone = tmp.path().join("pods/shop_web-0_u1/app/2.log");
+        assert_eq!(cri_log_bytes(root, gone.to_str().expect("utf-8"), &c, &mut f), Some(0));
     }
 }

@@ -60,6 +60,51 @@ pub struct Container {
     pub labels: BTreeMap<String, String>,
     /// Creation time, as stored (RFC 3339 text when readable).
     pub created: Option<String>,
+    /// The container's log file as containerd's CRI plugin records it (`LogPath` of the extension
+    /// `io.cri-containerd.container.metadata`: the kubelet's `/var/log/pods/…/<n>.log`).
+    pub cri_log_path: Option<String>,
+}
+
+/// The extension where containerd's CRI plugin keeps a container's metadata.
+const CRI_CONTAINER_METADATA: &[u8] = b"io.cri-containerd.container.metadata";
+
+/// `LogPath` from a CRI container metadata extension: a protobuf `Any` (field 1 the type URL, field 2 the
+/// value) whose value is JSON `{"Version": "v1", "Metadata": {…, "LogPath": "…"}}`.
+pub fn cri_log_path(any: &[u8]) -> Option<String> {
+    let mut rest = any;
+    let mut value = None;
+    while !rest.is_empty() {
+        let (key, n) = uvarint(rest)?;
+        rest = &rest[n..];
+        match key & 7 {
+            // Length-delimited: the type URL (1) or the value (2).
+            2 => {
+                let (len, n) = uvarint(rest)?;
+                let len = usize::try_from(len).ok()?;
+                let body = rest.get(n..n.checked_add(len)?)?;
+                if key >> 3 == 2 {
+                    value = Some(body);
+                }
+                rest = &rest[n + len..];
+            }
+            0 => rest = &rest[uvarint(rest)?.1..],
+            _ => return None,
+        }
+    }
+    let doc: serde_json::Value = serde_json::from_slice(value?).ok()?;
+    doc["Metadata"]["LogPath"].as_str().filter(|p| !p.is_empty()).map(str::to_owned)
+}
+
+/// A protobuf varint and how many bytes it took.
+fn uvarint(b: &[u8]) -> Option<(u64, usize)> {
+    let mut v: u64 = 0;
+    for (i, &byte) in b.iter().enumerate().take(10) {
+        v |= u64::from(byte & 0x7f) << (7 * i);
+        if byte & 0x80 == 0 {
+            return Some((v, i + 1));
+        }
+    }
+    None
 }
 
 /// One namespace of the metadata store.
@@ -261,6 +306,10 @@ fn read_namespace(nb: &Bucket) -> Namespace {
                 snapshot_key: text(cb, b"snapshotKey"),
                 labels: labels(cb),
                 created: cb.value(b"createdat").and_then(go_time),
+                cri_log_path: cb
+                    .bucket(&[b"extensions"])
+                    .and_then(|e| e.value(CRI_CONTAINER_METADATA))
+                    .and_then(cri_log_path),
             },
         );
     }
@@ -292,6 +341,22 @@ fn go_time(b: &[u8]) -> Option<String> {
 mod tests {
     use super::*;
     use crate::digest::sha256_digest;
+
+    #[test]
+    fn cri_log_path_comes_from_the_metadata_extension() {
+        let json =
+            br#"{"Version":"v1","Metadata":{"ID":"c1","Name":"app","LogPath":"/var/log/pods/ns_p_u/app/0.log"}}"#;
+        let url = b"types.containerd.io/github.com/containerd/containerd/pkg/cri/store/container/Metadata";
+        let mut any = vec![0x0a, url.len() as u8];
+        any.extend_from_slice(url);
+        // The value's length as a two-byte varint.
+        any.extend_from_slice(&[0x12, 0x80 | (json.len() as u8 & 0x7f), (json.len() >> 7) as u8]);
+        any.extend_from_slice(json);
+        assert_eq!(cri_log_path(&any).as_deref(), Some("/var/log/pods/ns_p_u/app/0.log"));
+        assert_eq!(cri_log_path(&any[..any.len() - 1]), None, "a cut value");
+        assert_eq!(cri_log_path(&[0x12, 0x02, b'{', b'}']), None, "no LogPath");
+        assert_eq!(cri_log_path(&[0x0b]), None, "a wire type that is not there");
+    }
 
     /// A store with only a content store, for [`ContainerdStore::diff_ids`].
     fn store_with_blobs(dir: &Path, blobs: &[&str]) -> (ContainerdStore, Vec<String>) {
