@@ -163,8 +163,9 @@ fn wait_for_log(path: &Path, text: &str) {
 /// and StartContainer for two containers writing known amounts to their root file systems. ovlaudit names
 /// each container's pod, namespace, uid and container name, marks the sandbox, and the pod's roll-up holds
 /// exactly the bytes written (apparent) and what containerd's own `snapshots usage` says (allocated), in
-/// the JSON report and in the Prometheus families. After StopPodSandbox and RemovePodSandbox the pod is
-/// gone from the report.
+/// the JSON report, the table, the events, the Prometheus families of `report` and of the agent (`run`'s
+/// `/metrics`); the containers' CRI logs are the pod's log bytes. After StopPodSandbox and RemovePodSandbox
+/// the pod is gone from the report.
 #[test]
 fn pods_run_through_containerds_cri_plugin_are_attributed() {
     const NS: &str = "payments-production-eu-west";
@@ -334,6 +335,26 @@ fn pods_run_through_containerds_cri_plugin_are_attributed() {
     assert_eq!(pod_events.len(), 1, "{pod_events:?}");
     assert_eq!(pod_events[0]["orchestrator"]["resource"]["name"], POD);
     assert_eq!(pod_events[0]["ovlaudit"]["pod"]["writable_apparent_bytes"].as_u64(), Some(written));
+
+    // The agent (`ovlaudit run`) serves the same roll-up on /metrics, and ships the pod's event.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = crate::agent::empty_config(dir.path());
+    let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+    let listen = format!("127.0.0.1:{port}");
+    let agent = crate::agent::Agent::start(
+        &["--config", &config, "--containerd-root", &root, "--interval", "1h", "--metrics-listen", &listen],
+        &[],
+    );
+    agent.wait_until(Duration::from_secs(30), "the first scan", |s| !s.is_empty());
+    let pod_event = agent.events().into_iter().find(|e| e["event"]["dataset"] == "ovlaudit.pod").expect("pod event");
+    assert_eq!(pod_event["ovlaudit"]["pod"]["writable_apparent_bytes"].as_u64(), Some(written), "{pod_event}");
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    std::io::Write::write_all(&mut s, b"GET /metrics HTTP/1.0\r\n\r\n").expect("request");
+    let mut scraped = String::new();
+    std::io::Read::read_to_string(&mut s, &mut scraped).expect("answer");
+    let line = format!("ovlaudit_pod_writable_apparent_bytes{pod_labels}uid=\"{}\"}} {written}", meta.uid);
+    assert!(scraped.lines().any(|l| l == line), "no {line} in\n{scraped}");
+    drop(agent);
 
     // The kubelet's teardown: StopPodSandbox stops every container of the pod, RemovePodSandbox removes them.
     let _: Empty = cri.runtime("StopPodSandbox", &PodSandboxIdRequest { pod_sandbox_id: sandbox.clone() });
