@@ -38,11 +38,7 @@ fn agent_with_the_data_root_bound_rslave_owns_every_container_once() {
     let Some(engine) = start_engine() else { return };
     engine.import_busybox("bb:1");
     import_agent_image(&engine, "ovlaudit:short", true);
-    let mut dockerfile = String::from("FROM ovlaudit:short\n");
-    for i in 1..=70 {
-        dockerfile.push_str(&format!("RUN echo {i} > /f{i}\n"));
-    }
-    engine.build("ovlaudit:long", &dockerfile);
+    engine.build_layered("ovlaudit:long", "ovlaudit:short", 70);
     let root = engine.data_root().to_str().expect("utf-8").to_owned();
 
     engine.docker(&["run", "-d", "--name", "before-short", "bb:1", "sleep", "600"]);
@@ -94,8 +90,8 @@ fn agent_with_the_data_root_bound_rslave_owns_every_container_once() {
         assert!(points.contains(&data["MergedDir"].as_str().expect("MergedDir").to_owned()), "{points:?}");
         mount_points += points.len();
         if c["name"].as_str().expect("name").ends_with("long") || *id == agent {
-            assert_eq!(m["relative_paths"], true, "{}: 70 RUN layers are mounted with relative paths", c["name"]);
-            assert_eq!(lower.len(), 72, "init layer, base layer and 70 RUN layers");
+            assert_eq!(m["relative_paths"], true, "{}: 70 more layers are mounted with relative paths", c["name"]);
+            assert_eq!(lower.len(), 72, "init layer, base layer and 70 more layers");
         }
     }
     let own = containers.iter().find(|c| c["id"] == agent.as_str()).expect("the agent's own container");

@@ -339,6 +339,19 @@ impl Engine {
         self.docker(&["image", "inspect", "--format", "{{.Id}}", tag])
     }
 
+    /// Builds `tag` as `from` plus `layers` layers of one small file each (`/layer-1` …), with `COPY`, which
+    /// runs no container; returns the image id. Docker mounts a container of such an image with relative
+    /// `lowerdir=l/…` paths once its layers' absolute paths would not fit in one page of mount options
+    /// (DESIGN.md §2): with 70 layers over a one-layer base, every data root these tests use.
+    #[track_caller]
+    pub fn build_layered(&self, tag: &str, from: &str, layers: usize) -> String {
+        let mut dockerfile = format!("FROM {from}\n");
+        for i in 1..=layers {
+            dockerfile.push_str(&format!("COPY Dockerfile /layer-{i}\n"));
+        }
+        self.build(tag, &dockerfile)
+    }
+
     /// A fresh directory under the engine's temp dir, for build contexts and staged root filesystems.
     fn scratch_dir(&self, kind: &str) -> PathBuf {
         let n = self.scratch_dirs.fetch_add(1, Ordering::Relaxed);
