@@ -60,7 +60,7 @@ fn build_deb(cargo_deb: &Path) -> PathBuf {
 
 #[test]
 fn debian_package_installs_runs_removes_and_purges_under_real_systemd() {
-    let options = EngineOptions { data_root_named: Some(PathBuf::from("/var/lib/docker")) };
+    let options = EngineOptions { data_root_named: Some(PathBuf::from("/var/lib/docker")), ..EngineOptions::default() };
     let Some(engine) = Engine::start_with(options).unwrap_or_else(|e| panic!("cannot start a private dockerd: {e}"))
     else {
         return;

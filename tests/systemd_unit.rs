@@ -399,7 +399,7 @@ fn assert_sizes_equal_engine(host: &SystemdHost, engine: &Engine, mut first: usi
 
 #[test]
 fn shipped_unit_under_real_systemd_audits_the_docker_host() {
-    let options = EngineOptions { data_root_named: Some(PathBuf::from("/var/lib/docker")) };
+    let options = EngineOptions { data_root_named: Some(PathBuf::from("/var/lib/docker")), ..EngineOptions::default() };
     let Some(engine) = Engine::start_with(options).unwrap_or_else(|e| panic!("cannot start a private dockerd: {e}"))
     else {
         return;
@@ -687,7 +687,7 @@ fn shipped_unit_under_real_systemd_audits_the_docker_host() {
 /// each overlay counted once, no finding is an error, and the unit is active within seconds.
 #[test]
 fn shipped_unit_under_real_systemd_with_the_data_root_rslave_owns_containers_started_after_it() {
-    let options = EngineOptions { data_root_named: Some(PathBuf::from("/var/lib/docker")) };
+    let options = EngineOptions { data_root_named: Some(PathBuf::from("/var/lib/docker")), ..EngineOptions::default() };
     let Some(engine) = Engine::start_with(options).unwrap_or_else(|e| panic!("cannot start a private dockerd: {e}"))
     else {
         return;

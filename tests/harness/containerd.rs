@@ -14,6 +14,9 @@ const CTR: &str = "/usr/bin/ctr";
 pub struct Containerd {
     tmp: Option<tempfile::TempDir>,
     dir: PathBuf,
+    root: PathBuf,
+    /// A root outside the temp dir ([`Containerd::start_at`]), removed at drop.
+    outside_root: Option<PathBuf>,
     daemon: Child,
 }
 
@@ -21,6 +24,12 @@ impl Containerd {
     /// Starts a private containerd and waits until `ctr version` answers; `Ok(None)` (with a `SKIP:`
     /// line) when containerd or ctr is missing or this is not root — an error under `CI=true`.
     pub fn start() -> Result<Option<Containerd>, String> {
+        Containerd::start_at(None)
+    }
+
+    /// [`Containerd::start`] with its root at `root` (made if missing; removed at drop once nothing is
+    /// mounted below it) instead of in its temp dir: in another engine's container, say.
+    pub fn start_at(at: Option<PathBuf>) -> Result<Option<Containerd>, String> {
         let ci = std::env::var("CI").as_deref() == Ok("true");
         // SAFETY: geteuid has no preconditions.
         let root = unsafe { libc::geteuid() } == 0;
@@ -39,12 +48,15 @@ impl Containerd {
             .tempdir_in("/tmp")
             .map_err(|e| format!("create a temp dir under /tmp: {e}"))?;
         let dir = tmp.path().to_path_buf();
+        let outside_root = at;
+        let root = outside_root.clone().unwrap_or_else(|| dir.join("root"));
         let config = format!(
-            "version = 2\nroot = \"{0}/root\"\nstate = \"{0}/state\"\n\
+            "version = 2\nroot = \"{1}\"\nstate = \"{0}/state\"\n\
              disabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n\
              [grpc]\n  address = \"{0}/sock\"\n[ttrpc]\n  address = \"{0}/sock.ttrpc\"\n\
              [debug]\n  address = \"\"\n[metrics]\n  address = \"\"\n",
-            dir.display()
+            dir.display(),
+            root.display()
         );
         std::fs::write(dir.join("config.toml"), config).map_err(|e| format!("write config.toml: {e}"))?;
         let log = std::fs::File::create(dir.join("containerd.log")).map_err(|e| format!("create log: {e}"))?;
@@ -57,7 +69,7 @@ impl Containerd {
             .stderr(log2)
             .spawn()
             .map_err(|e| format!("spawn {CONTAINERD}: {e}"))?;
-        let mut c = Containerd { tmp: Some(tmp), dir, daemon };
+        let mut c = Containerd { tmp: Some(tmp), dir, root, outside_root, daemon };
         let started = Instant::now();
         loop {
             if let Ok(Some(status)) = c.daemon.try_wait() {
@@ -80,7 +92,7 @@ impl Containerd {
 
     /// The root (`root` in its config).
     pub fn root(&self) -> PathBuf {
-        self.dir.join("root")
+        self.root.clone()
     }
 
     fn log_tail(&self) -> String {
@@ -163,6 +175,9 @@ impl Drop for Containerd {
             container_ids: Vec::new(),
         };
         marks.kill_all();
+        if let Some(root) = self.outside_root.take() {
+            super::remove_outside_dir(&root);
+        }
         let Some(tmp) = self.tmp.take() else { return };
         super::remove_temp_dir(tmp, &self.dir);
     }

@@ -65,6 +65,8 @@ pub struct Engine {
     client_config: PathBuf,
     daemon: Child,
     scratch_dirs: AtomicU32,
+    /// [`EngineOptions::data_root_at`]: removed at drop.
+    outside_data_root: Option<PathBuf>,
 }
 
 /// What [`Engine::start_with`] does beyond the defaults of [`Engine::start`].
@@ -76,6 +78,10 @@ pub struct EngineOptions {
     /// at that path on the host; if it does not exist there, it is made in an overlay over its parent,
     /// inside that namespace only. The engine's mounts stay in that namespace too.
     pub data_root_named: Option<PathBuf>,
+    /// Puts the data root at this directory (made if missing) instead of in the engine's temp dir: inside
+    /// another engine's container, say, to make a nested engine. It is removed with the engine, once
+    /// nothing is mounted below it.
+    pub data_root_at: Option<PathBuf>,
 }
 
 /// Run by `unshare --mount` as `sh -c SCRIPT sh DATA NAMED DIR DOCKERD ARGS…`: puts the data root at
@@ -139,7 +145,7 @@ impl Engine {
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o711))
             .map_err(|e| format!("chmod {}: {e}", dir.display()))?;
 
-        let data_root = dir.join("data");
+        let data_root = options.data_root_at.clone().unwrap_or_else(|| dir.join("data"));
         let exec_root = dir.join("exec");
         let socket = dir.join("sock");
         let log = dir.join("dockerd.log");
@@ -216,6 +222,7 @@ impl Engine {
             client_config,
             daemon,
             scratch_dirs: AtomicU32::new(0),
+            outside_data_root: options.data_root_at.clone(),
         };
         engine.wait_ready(&dockerd)?;
         Ok(Some(engine))
@@ -524,6 +531,9 @@ impl Engine {
     }
 
     fn remove_dir(&mut self) {
+        if let Some(root) = self.outside_data_root.take() {
+            remove_outside_dir(&root);
+        }
         let Some(tmp) = self.tmp.take() else {
             return;
         };
@@ -655,6 +665,22 @@ fn run_with_deadline(command: &mut Command, stdin: Option<&[u8]>, timeout: Durat
         let stderr = err.join().map_err(|_| join("stderr"))?.map_err(|e| format!("read stderr: {e}"))?;
         Ok(ClientOutcome { status, stdout, stderr, stdin_error })
     })
+}
+
+/// Removes a directory an engine kept outside its temp dir ([`EngineOptions::data_root_at`]) once nothing is
+/// mounted below it; kept (and said) otherwise.
+pub(crate) fn remove_outside_dir(dir: &Path) {
+    match mounts::detach_all_under(dir) {
+        Ok(remaining) if remaining.is_empty() => {
+            if let Err(e) = std::fs::remove_dir_all(dir) {
+                if e.kind() != std::io::ErrorKind::NotFound {
+                    eprintln!("harness: removing {}: {e}", dir.display());
+                }
+            }
+        }
+        Ok(remaining) => eprintln!("harness: keeping {}; still mounted below it: {remaining:?}", dir.display()),
+        Err(e) => eprintln!("harness: keeping {}: {e}", dir.display()),
+    }
 }
 
 /// Removes an engine's temp dir once nothing is mounted below it: every mount under it is detached first

@@ -91,7 +91,7 @@ impl Engine for ContainerdStore {
             root: self.host_path.to_string_lossy().into_owned(),
             found: true,
             namespaces: self.namespaces.keys().cloned().collect(),
-            nested_in: None,
+            nested_in: self.nested_in.clone(),
         }
     }
 
@@ -103,6 +103,7 @@ impl Engine for ContainerdStore {
                 upperdir: s.map(|s| self.snapshot_dir(s.id).join("fs")),
                 xattrs: OverlayXattrs::Trusted,
                 beneath: Some(self.dir.clone()),
+                exclude: Vec::new(),
             })
             .collect()
     }
@@ -155,7 +156,7 @@ impl Engine for ContainerdStore {
                 log_path: None,
                 log_bytes: None,
                 kubernetes: None,
-                nested_in: None,
+                nested_in: self.nested_in.clone(),
             };
             let Some(snap) = snap else {
                 findings.error(
@@ -246,7 +247,7 @@ impl Engine for ContainerdStore {
                         .filter(|c| c.namespace.as_deref() == Some(ns.as_str()) && c.image.name == *name)
                         .count() as u64,
                     layers: chain.iter().map(|l| l.chain_id.clone()).collect(),
-                    nested_in: None,
+                    nested_in: self.nested_in.clone(),
                 });
             }
         }
