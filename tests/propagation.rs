@@ -480,3 +480,49 @@ fn nested_engines_in_writable_layers_and_volumes_are_found_named_and_sized_once(
     assert_eq!(report["totals"]["unowned_mounts"], 0, "{}", report["unowned_mounts"]);
     assert_eq!(report["totals"]["findings"]["error"], 0, "{}", report["findings"]);
 }
+
+/// `ovlaudit run` watches a nested engine's metadata once a scan found it: a containerd root in a
+/// container's writable layer (a kind node's), found at the first scan; a container then created in it (no
+/// change to the outer engine or to the mount table the agent watches: only a write to the nested `meta.db`)
+/// is reported within seconds, with an hour's interval.
+#[test]
+fn run_watches_a_nested_engine_once_a_scan_found_it() {
+    let Some(outer) = start_engine() else { return };
+    outer.import_busybox("bb:1");
+    let archive = outer.save("bb:1");
+    let node = outer.docker(&["run", "-d", "--name", "kind-node", "bb:1", "sleep", "600"]);
+    let (upper, _) = upper_and_size(&outer, &node);
+    let Some(ctrd) = containerd_with_a_task(Path::new(&upper).join("var/lib/containerd"), &archive) else { return };
+
+    // The agent watches a private mount namespace's table: `ctr containers create` mounts the new
+    // snapshot for a moment (to read its /etc/group), which must not be what wakes it.
+    let Some(ns) = crate::agent::PrivateMountNs::start() else { return };
+    let proc_dir = ns.proc_dir();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = crate::agent::empty_config(dir.path());
+    let root = outer.data_root().to_str().expect("utf-8").to_owned();
+    let proc_arg = proc_dir.to_str().expect("utf-8");
+    let args = ["--config", &config, "--docker-root", &root, "--interval", "1h", "--proc", proc_arg];
+    let agent = crate::agent::Agent::start(&args, &[]);
+    let owned_by_node = |state: &crate::agent::Replayed| -> BTreeSet<String> {
+        state
+            .objects("ovlaudit.container")
+            .iter()
+            .filter(|c| c["nested_in"]["container_id"] == node.as_str())
+            .filter_map(|c| c["id"].as_str().map(str::to_owned))
+            .collect()
+    };
+    agent.wait_until(Duration::from_secs(30), "the first scan", |scans| !scans.is_empty());
+    assert_eq!(owned_by_node(&agent.state()), BTreeSet::from(["c-run".to_owned()]), "{}", agent.log());
+
+    let scans = agent.scans().len();
+    let t = Instant::now();
+    ctrd.ctr(&["-n", "default", "containers", "create", "docker.io/library/bb:1", "c-new"]);
+    agent.wait_until(Duration::from_secs(20), "c-new in the stream", |_| {
+        owned_by_node(&agent.state()).contains("c-new")
+    });
+    eprintln!("c-new reported {} ms after its creation", t.elapsed().as_millis());
+    let later = agent.scans();
+    assert!(later.len() > scans, "a scan other than the first reported it");
+    assert!(later[scans..].iter().all(|s| s.summary()["reason"] != "interval"), "{}", agent.log());
+}
