@@ -10,6 +10,11 @@
 //! The engine names its data root `/var/lib/docker` (see [`EngineOptions::data_root_named`]), as on a
 //! stock host: the overlay mount of the systemd container's own root then says
 //! `lowerdir=/var/lib/docker/overlay2/l/…`, which the agent inside resolves through the bind mount.
+//!
+//! A second test binds the engine's `/var/lib/docker` mount with slave propagation instead of the bare
+//! directory ([`DataRootBind::Rslave`]), so that the unit's mount table holds every container's overlay,
+//! copies included, and checks attribution, one overlay per superblock and readiness with containers
+//! started after the unit, one of them of an image mounted with relative layer paths.
 
 use crate::common::chain_ids_by_sha256sum;
 use crate::harness::{Engine, EngineOptions, DOCKER_CLIENT};
