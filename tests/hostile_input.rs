@@ -603,3 +603,29 @@ fn run_logs_repeated_warnings_as_a_few_lines_and_a_count_once() {
     assert_eq!(mine.len(), 11, "{mine:?}");
     assert_eq!(mine.iter().filter_map(|f| f["count"].as_u64()).sum::<u64>(), 10, "{mine:?}");
 }
+
+/// A container owns its writable layer: a `var` there that is a symlink to a directory outside it (here one
+/// laid out as a Docker data root) is not taken for an engine nested in the container, while the same tree
+/// as real directories in another container's layer is (with `nested_in` naming that container).
+#[test]
+fn a_symlink_in_a_writable_layer_never_makes_a_nested_engine() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let host = tmp.path().join("host");
+    let uppers = docker_host(&host, 2);
+    let data_root = |at: &Path| {
+        fs::create_dir_all(at.join("overlay2/l")).expect("mkdir");
+        fs::create_dir_all(at.join("image/overlay2/layerdb/sha256")).expect("mkdir");
+    };
+    let outside = tmp.path().join("outside");
+    data_root(&outside.join("lib/docker"));
+    symlink(&outside, uppers[0].join("var")).expect("symlink");
+    data_root(&uppers[1].join("var/lib/docker"));
+    let (r, raw) = report(&host, &["--docker-root", "/var/lib/docker"]);
+    let nested: Vec<&Value> =
+        r["sources"]["engines"].as_array().expect("engines").iter().filter(|e| !e["nested_in"].is_null()).collect();
+    assert_eq!(nested.len(), 1, "{raw}");
+    let real = uppers[1].strip_prefix(&host).expect("under the host").join("var/lib/docker");
+    assert_eq!(nested[0]["root"], Path::new("/").join(real).to_str().expect("utf-8"), "{raw}");
+    assert_eq!(nested[0]["nested_in"]["container_name"], "c1");
+    assert_eq!(nested[0]["nested_in"]["mount_type"], "writable_layer");
+}

@@ -120,7 +120,12 @@ pub fn nested_roots(store: &DockerStore, root: &Path, known: &[PathBuf]) -> Vec<
             let upper = store.host_layer_dir(&rw.mount_id).join("diff");
             for (rel, kind) in IN_LAYER {
                 let host_path = upper.join(rel);
-                if engine_at(&under_root(root, &host_path)) == Some(kind) {
+                // The container owns its layer: a symlink on the way could name any directory of the host.
+                let real = Path::new(rel).ancestors().all(|a| {
+                    a.as_os_str().is_empty()
+                        || std::fs::symlink_metadata(under_root(root, &upper.join(a))).is_ok_and(|m| m.is_dir())
+                });
+                if real && engine_at(&under_root(root, &host_path)) == Some(kind) {
                     found.push(owner(kind, host_path, &format!("/{rel}"), WRITABLE_LAYER, None));
                 }
             }
