@@ -721,8 +721,9 @@ fn shipped_unit_under_real_systemd_with_the_data_root_rslave_owns_containers_sta
 
     let to_active = start_unit(&host);
     eprintln!("systemctl start ovlaudit: active {} ms after the start", to_active.as_millis());
-    // Measured before superblock identity and bounded findings: 13 to 21 s.
-    assert!(to_active < Duration::from_secs(5), "the unit took {to_active:?} to become active");
+    // Measured before superblock identity and bounded findings: 13 to 21 s. Here 0.2 s on a quiet machine,
+    // 2.3 s with a load average of 10 on its 2 cores (the unit runs at Nice=10, batch scheduling).
+    assert!(to_active < Duration::from_secs(10), "the unit took {to_active:?} to become active");
 
     // Mounted after the unit is active: they reach it by propagation alone.
     engine.docker(&["run", "-d", "--name", "after-short", "bb:1", "sleep", "3600"]);
@@ -796,6 +797,8 @@ fn shipped_unit_under_real_systemd_with_the_data_root_rslave_owns_containers_sta
         let t = &scan[scan.len() - 1]["ovlaudit"]["scan"]["totals"];
         assert_eq!(t["findings"]["error"], 0, "no scan had an error finding: {t}");
     }
+    let first = &scans[0][scans[0].len() - 1]["ovlaudit"]["scan"];
+    eprintln!("the first scan took {} ms by the agent's clock", first["duration_ms"]);
     eprintln!(
         "{} scans; the last: {} overlay mounts at {} mount points, {} findings",
         scans.len(),
