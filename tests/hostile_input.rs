@@ -571,3 +571,61 @@ fn report_after_mounting(setup: &str, host: &Path) -> Value {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     serde_json::from_slice(&out.stdout).expect("one JSON document")
 }
+
+/// `ovlaudit run`'s own log of a data root with 20 read-write layers whose container records are gone (one
+/// `container_record_missing` warning each): the first 3 are logged one per line and the other 17 as one
+/// line with their number; the next scan, with the same findings, logs none of them again.
+#[test]
+fn run_logs_repeated_warnings_as_a_few_lines_and_a_count_once() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let host = tmp.path().join("host");
+    write(&host.join("proc/1/mountinfo"), "1 0 8:1 / / rw,relatime - ext4 /dev/vda rw\n");
+    let d = host.join("var/lib/docker");
+    fs::create_dir_all(d.join("image/overlay2/layerdb/sha256")).expect("mkdir");
+    fs::create_dir_all(d.join("overlay2/l")).expect("mkdir");
+    for i in 0..20 {
+        let (cid, rw) = (format!("{:064x}", 0x9000 + i), format!("{:064x}", 0xa000 + i));
+        write(&d.join("image/overlay2/layerdb/mounts").join(&cid).join("mount-id"), &rw);
+        fs::create_dir_all(d.join("overlay2").join(&rw).join("diff")).expect("mkdir");
+    }
+    let config = crate::agent::empty_config(tmp.path());
+    let root = host.to_str().expect("utf-8");
+    let agent = crate::agent::Agent::start(&["--config", &config, "--root", root, "--interval", "1s"], &[]);
+    agent.wait_until(Duration::from_secs(30), "three scans", |scans| scans.len() >= 3);
+    let log = agent.log();
+    let lines: Vec<&str> = log.lines().filter(|l| l.contains("container_record_missing")).collect();
+    assert_eq!(lines.len(), 4, "3 warnings and one count, once for all scans:\n{log}");
+    assert!(lines[..3].iter().all(|l| l.contains(" WARN ") && l.contains("has no container record")), "{log}");
+    assert!(lines[3].contains("container_record_missing: 17 more new warning(s) of this code in this scan"), "{log}");
+    // The events carry them as the report does: 10 as they are and one summary of the other 10.
+    let findings = agent.state().objects("ovlaudit.finding");
+    let mine: Vec<&Value> = findings.iter().filter(|f| f["code"] == "container_record_missing").collect();
+    assert_eq!(mine.len(), 11, "{mine:?}");
+    assert_eq!(mine.iter().filter_map(|f| f["count"].as_u64()).sum::<u64>(), 10, "{mine:?}");
+}
+
+/// A container owns its writable layer: a `var` there that is a symlink to a directory outside it (here one
+/// laid out as a Docker data root) is not taken for an engine nested in the container, while the same tree
+/// as real directories in another container's layer is (with `nested_in` naming that container).
+#[test]
+fn a_symlink_in_a_writable_layer_never_makes_a_nested_engine() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let host = tmp.path().join("host");
+    let uppers = docker_host(&host, 2);
+    let data_root = |at: &Path| {
+        fs::create_dir_all(at.join("overlay2/l")).expect("mkdir");
+        fs::create_dir_all(at.join("image/overlay2/layerdb/sha256")).expect("mkdir");
+    };
+    let outside = tmp.path().join("outside");
+    data_root(&outside.join("lib/docker"));
+    symlink(&outside, uppers[0].join("var")).expect("symlink");
+    data_root(&uppers[1].join("var/lib/docker"));
+    let (r, raw) = report(&host, &["--docker-root", "/var/lib/docker"]);
+    let nested: Vec<&Value> =
+        r["sources"]["engines"].as_array().expect("engines").iter().filter(|e| !e["nested_in"].is_null()).collect();
+    assert_eq!(nested.len(), 1, "{raw}");
+    let real = uppers[1].strip_prefix(&host).expect("under the host").join("var/lib/docker");
+    assert_eq!(nested[0]["root"], Path::new("/").join(real).to_str().expect("utf-8"), "{raw}");
+    assert_eq!(nested[0]["nested_in"]["container_name"], "c1");
+    assert_eq!(nested[0]["nested_in"]["mount_type"], "writable_layer");
+}

@@ -171,7 +171,7 @@ fn pods_run_through_containerds_cri_plugin_are_attributed() {
     const NS: &str = "payments-production-eu-west";
     const POD: &str = "checkout-service-canary-7f9c8d6b5-xk2lp";
     let image = "docker.io/library/ovlaudit-cri-bb:1";
-    let options = ContainerdOptions { cri_sandbox_image: Some(image.to_owned()) };
+    let options = ContainerdOptions { cri_sandbox_image: Some(image.to_owned()), ..ContainerdOptions::default() };
     let Some(ctrd) = Containerd::start_with(options).unwrap_or_else(|e| panic!("{e}")) else { return };
     // The sandbox (pause) image and the containers' image: busybox whose CMD is absolute.
     ctrd.import_busybox("k8s.io", image, &["/bin/sleep", "3600"]);

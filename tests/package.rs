@@ -5,7 +5,9 @@
 //! it, its enablement and its logs on purge.
 
 use crate::harness::{Engine, EngineOptions};
-use crate::systemd_unit::{boot_systemd_host, by_container, dataset, engine_sizes, run_here, systemd_root_tar};
+use crate::systemd_unit::{
+    boot_systemd_host, by_container, dataset, engine_sizes, run_here, systemd_root_tar, DataRootBind,
+};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -97,7 +99,7 @@ fn debian_package_installs_runs_removes_and_purges_under_real_systemd() {
     );
 
     engine.docker(&["import", root_tar.to_str().expect("utf-8"), "debian-systemd:root"]);
-    let host = boot_systemd_host(&engine, "debian-systemd:root");
+    let host = boot_systemd_host(&engine, "debian-systemd:root", DataRootBind::Directory);
     host.install(&std::fs::read(&deb).expect("read the package"), "/tmp/ovlaudit.deb", "0644");
 
     // Install: enabled and started by the package; `systemctl start` of the Type=notify unit (from the

@@ -10,7 +10,7 @@ use crate::harness::Engine;
 use serde_json::Value;
 
 /// `ctr snapshots usage -b KEY`: the snapshotter's size of one snapshot, in bytes.
-fn ctr_usage(ctrd: &Containerd, ns: &str, key: &str) -> u64 {
+pub(crate) fn ctr_usage(ctrd: &Containerd, ns: &str, key: &str) -> u64 {
     let out = ctrd.ctr(&["-n", ns, "snapshots", "usage", "-b", key]);
     let line = out.lines().nth(1).unwrap_or_else(|| panic!("no usage line for {key}: {out}"));
     let fields: Vec<&str> = line.split_whitespace().collect();

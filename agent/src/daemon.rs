@@ -97,8 +97,8 @@ struct Daemon {
     next_ping: Option<Instant>,
     next_extend: Instant,
     stuck_logged: bool,
-    /// Error findings of the last scan, so that only new ones are logged.
-    known_errors: HashSet<(String, Option<String>)>,
+    /// Warning and error findings of the last scan, so that only new ones are logged.
+    known_findings: HashSet<(String, Option<String>)>,
     /// What was last shipped, to ship only changes.
     tracker: Tracker,
     /// Why the next scan must be a snapshot, if it must.
@@ -149,7 +149,7 @@ impl Daemon {
             scans: 0,
             ready: false,
             stuck_logged: false,
-            known_errors: HashSet::new(),
+            known_findings: HashSet::new(),
             tracker: Tracker::new(),
             snapshot_why: Some("start"),
             dropped_seen: 0,
@@ -336,8 +336,11 @@ impl Daemon {
             Err(e) => return self.scan_failed(&run, format!("scan {} did not complete: {e}", run.number)),
         };
         self.failures = 0;
+        if let Some(w) = self.watch.as_mut() {
+            w.set_nested(&report.sources.engines);
+        }
         let status = {
-            self.log_new_errors(&report);
+            self.log_new_findings(&report);
             let stats = self.sinks.as_ref().map(Sinks::stats).unwrap_or_default();
             let snapshot = self.snapshot_reason(&stats);
             let (deltas, counts) = self.tracker.update(things(&report), snapshot.is_some());
@@ -451,30 +454,40 @@ impl Daemon {
         }
     }
 
-    /// Logs the error findings the previous scan did not have: the first few of each code one per line,
-    /// the rest of that code as one line with their number, so the log of a scan is bounded by the number
-    /// of codes (the journal drops a service's lines past its rate limit).
-    fn log_new_errors(&mut self, report: &Report) {
+    /// Logs the warning and error findings the previous scan did not have: the first few of each code one
+    /// per line, the rest of that code as one line with their number, so the log of a scan is bounded by
+    /// the number of codes (the journal drops a service's lines past its rate limit). A finding that stays
+    /// from scan to scan is logged once, when it appears.
+    fn log_new_findings(&mut self, report: &Report) {
         const PER_CODE: usize = 3;
         let mut now = HashSet::new();
-        let mut logged: std::collections::BTreeMap<&str, (usize, u64)> = std::collections::BTreeMap::new();
-        for f in report.findings.iter().filter(|f| f.severity == Severity::Error) {
+        let mut logged: std::collections::BTreeMap<(&str, Severity), (usize, u64)> = std::collections::BTreeMap::new();
+        for f in report.findings.iter().filter(|f| f.severity >= Severity::Warning) {
             let key = (f.code.clone(), f.path.clone());
-            if !self.known_errors.contains(&key) {
-                let (lines, more) = logged.entry(f.code.as_str()).or_default();
+            if !self.known_findings.contains(&key) {
+                let (lines, more) = logged.entry((f.code.as_str(), f.severity)).or_default();
                 if *lines < PER_CODE {
                     *lines += 1;
-                    tracing::warn!("{}: {}", f.code, f.message);
+                    let more_here = f.count.map(|n| format!(" ({n} findings)")).unwrap_or_default();
+                    match f.severity {
+                        Severity::Error => tracing::error!("{}: {}{more_here}", f.code, f.message),
+                        _ => tracing::warn!("{}: {}{more_here}", f.code, f.message),
+                    }
                 } else {
                     *more += f.count.unwrap_or(1);
                 }
             }
             now.insert(key);
         }
-        for (code, (_, more)) in logged.into_iter().filter(|(_, (_, more))| *more > 0) {
-            tracing::warn!("{code}: {more} more new error(s) of this code; see the scan's findings");
+        for ((code, severity), (_, more)) in logged.into_iter().filter(|(_, (_, more))| *more > 0) {
+            let word = if severity == Severity::Error { "error" } else { "warning" };
+            let line = format!("{code}: {more} more new {word}(s) of this code in this scan; see the scan's findings");
+            match severity {
+                Severity::Error => tracing::error!("{line}"),
+                _ => tracing::warn!("{line}"),
+            }
         }
-        self.known_errors = now;
+        self.known_findings = now;
     }
 
     /// A fresh `/metrics` state for a running agent, reading the running sinks' counters at each scrape.

@@ -213,8 +213,13 @@ impl KnownUsages for Incremental {
             }
         }
         // Layers gone from the host are let go; their marks went with their directories.
-        let wanted: HashMap<&PathBuf, OverlayXattrs> =
-            specs.iter().filter_map(|s| s.upperdir.as_ref().map(|p| (p, s.xattrs))).collect();
+        // A layer holding a nested engine's data root is walked at every scan, without that root: its
+        // state here would count the root too.
+        let wanted: HashMap<&PathBuf, OverlayXattrs> = specs
+            .iter()
+            .filter(|s| s.exclude.is_empty())
+            .filter_map(|s| s.upperdir.as_ref().map(|p| (p, s.xattrs)))
+            .collect();
         let gone: Vec<PathBuf> = self.layers.keys().filter(|p| !wanted.contains_key(p)).cloned().collect();
         for p in gone {
             if let Some(l) = self.layers.remove(&p) {
@@ -229,7 +234,7 @@ impl KnownUsages for Incremental {
                 out.push(None);
                 continue;
             };
-            if self.unwatched.contains_key(upper) {
+            if self.unwatched.contains_key(upper) || !spec.exclude.is_empty() {
                 c.layers_walked += 1;
                 out.push(None);
                 continue;

@@ -52,6 +52,11 @@ pub struct HostWatch {
     inotify: Option<notify::RecommendedWatcher>,
     /// Each directory to watch and the (device, inode) watched there, if any.
     dirs: Vec<(PathBuf, Option<(u64, u64)>)>,
+    /// How many of `dirs` come from the configuration; the rest are nested engines' (see
+    /// [`HostWatch::set_nested`]).
+    configured: usize,
+    /// Where this process sees the host's `/`.
+    root: PathBuf,
 }
 
 impl HostWatch {
@@ -100,9 +105,40 @@ impl HostWatch {
         for c in containerd {
             dirs.push((under_root(&config.root, &c).join("io.containerd.metadata.v1.bolt"), None));
         }
-        let mut watch = HostWatch { mounts, inotify, dirs };
+        let configured = dirs.len();
+        let mut watch = HostWatch { mounts, inotify, dirs, configured, root: config.root.clone() };
         watch.refresh();
         watch
+    }
+
+    /// Watches the metadata directories of the engines nested in containers that the last scan found
+    /// (`sources.engines` with `nested_in`; host paths), as the configured engines' are watched, and stops
+    /// watching those of engines gone since. A nested engine is thus found at the scan after it appears
+    /// (its container's creation or start scans), and its containers' creation and removal scan from then
+    /// on. Call [`HostWatch::refresh`] after.
+    pub fn set_nested(&mut self, engines: &[collector::report::EngineSource]) {
+        let mut wanted: Vec<PathBuf> = Vec::new();
+        for e in engines.iter().filter(|e| e.nested_in.is_some()) {
+            let root = under_root(&self.root, Path::new(&e.root));
+            match e.engine.as_str() {
+                "docker" => wanted.extend([root.join("containers"), root.join("image/overlay2/layerdb/mounts")]),
+                "containerd" => wanted.push(root.join("io.containerd.metadata.v1.bolt")),
+                _ => {}
+            }
+        }
+        let nested = self.dirs.split_off(self.configured);
+        for (dir, watched) in nested {
+            if wanted.contains(&dir) {
+                self.dirs.push((dir, watched));
+            } else if let (Some(w), Some(_)) = (self.inotify.as_mut(), watched) {
+                let _ = w.unwatch(&dir);
+            }
+        }
+        for dir in wanted {
+            if !self.dirs.iter().any(|(d, _)| *d == dir) {
+                self.dirs.push((dir, None));
+            }
+        }
     }
 
     /// (Re)attaches the directory watches whose directory appeared or was replaced since the last call.

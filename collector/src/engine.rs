@@ -381,5 +381,6 @@ pub fn writable_report(
         usage,
         copy_ups: None,
         shadowed: None,
+        nested_engines: Vec::new(),
     }
 }

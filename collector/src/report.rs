@@ -136,7 +136,8 @@ pub struct EngineSource {
     pub nested_in: Option<NestedIn>,
 }
 
-/// The container an engine is nested in: its data root is a volume or bind mount of that container.
+/// The container an engine is nested in: its data root is a volume or bind mount of that container, or lies
+/// in that container's writable layer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NestedIn {
     /// The outer container's id.
@@ -238,6 +239,11 @@ pub struct WritableReport {
     /// not analysed.
     #[serde(default)]
     pub shadowed: Option<crate::copyup::Shadowed>,
+    /// Data roots of engines nested in this container that lie in this layer (host paths): left out of this
+    /// layer's figures, which are thus smaller than the engine's own `SizeRw` by their size, because they
+    /// are reported as that engine's (its containers, images and orphans). Absent when there is none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub nested_engines: Vec<String>,
 }
 
 /// A container's init layer.

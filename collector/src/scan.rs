@@ -112,9 +112,10 @@ pub fn scan_with(opts: &ScanOptions, known: Option<&mut dyn KnownUsages>) -> Res
     };
 
     // Engines nested in the store's containers (Docker-in-Docker): stores of their own, named with their owner.
-    let nested: Vec<(NestedRoot, DockerStore)> = store
+    let opened: Vec<PathBuf> = others.iter().map(|e| under_root(&opts.root, Path::new(&e.source().root))).collect();
+    let nested: Vec<(NestedRoot, Box<dyn Engine>)> = store
         .as_ref()
-        .map(|s| nested_roots(s, &opts.root))
+        .map(|s| nested_roots(s, &opts.root, &opened))
         .unwrap_or_default()
         .into_iter()
         .filter_map(|n| open_nested(&n, &opts.root, &mut findings).map(|s| (n, s)))
@@ -123,7 +124,7 @@ pub fn scan_with(opts: &ScanOptions, known: Option<&mut dyn KnownUsages>) -> Res
     if let Some(s) = &store {
         engines.push(s);
     }
-    engines.extend(nested.iter().map(|(_, s)| s as &dyn Engine));
+    engines.extend(nested.iter().map(|(_, s)| s.as_ref()));
     engines.extend(others.iter().map(|e| e.as_ref()));
     // Overlays are read once the stores are known: their directories anchor relative layer paths that
     // no copy of a mount anchors on its own.
@@ -153,7 +154,17 @@ pub fn scan_with(opts: &ScanOptions, known: Option<&mut dyn KnownUsages>) -> Res
     // the walk's, and many small layers of several stores keep every walker busy.
     let plans: Vec<Vec<LayerSpec>> = engines.iter().map(|e| e.writable_layers()).collect();
     let counts: Vec<usize> = plans.iter().map(Vec::len).collect();
-    let specs: Vec<LayerSpec> = plans.into_iter().flatten().collect();
+    let mut specs: Vec<LayerSpec> = plans.into_iter().flatten().collect();
+    // A nested engine's data root in a writable layer is measured as that engine: the layer's walk skips it.
+    for (n, _) in nested.iter().filter(|(n, _)| n.in_writable_layer()) {
+        let path = under_root(&opts.root, &n.host_path);
+        for spec in &mut specs {
+            let rel = spec.upperdir.as_deref().and_then(|u| path.strip_prefix(u).ok());
+            if let Some(rel) = rel.filter(|r| !r.as_os_str().is_empty()) {
+                spec.exclude.push(rel.to_path_buf());
+            }
+        }
+    }
     let mut known = known.map(|k| k.known(&specs)).unwrap_or_default();
     known.resize_with(specs.len(), || None);
     // Index into the walk of each layer that is walked.
@@ -186,6 +197,12 @@ pub fn scan_with(opts: &ScanOptions, known: Option<&mut dyn KnownUsages>) -> Res
             containers.extend(mine);
         }
     });
+    for (n, _) in nested.iter().filter(|(n, _)| n.in_writable_layer()) {
+        let owner = containers.iter_mut().find(|c| c.nested_in.is_none() && c.id == n.nested_in.container_id);
+        if let Some(w) = owner.and_then(|c| c.writable.as_mut()) {
+            w.nested_engines.push(n.host_path.to_string_lossy().into_owned());
+        }
+    }
     if engines.len() > 1 {
         containers.sort_by(|a, b| {
             let size = |c: &ContainerReport| c.writable.as_ref().map_or(0, |w| w.usage.apparent_bytes);
@@ -280,6 +297,7 @@ pub(crate) fn docker_writable_layers(store: &DockerStore) -> Vec<LayerSpec> {
             upperdir: store.layerdb.rw_layers.get(id).map(|rw| store.layer_dir(&rw.mount_id).join("diff")),
             xattrs: OverlayXattrs::Trusted,
             beneath: Some(store.dir.clone()),
+            exclude: Vec::new(),
         })
         .collect()
 }

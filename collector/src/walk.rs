@@ -58,6 +58,9 @@ pub struct LayerSpec {
     /// The store the upperdir was named by: when set, the upperdir is opened beneath its root directory
     /// without following a symlink in any component (see [`crate::hostfs`]).
     pub beneath: Option<std::sync::Arc<crate::hostfs::StoreDir>>,
+    /// Directories below the upperdir (relative paths, `var/lib/docker`) neither counted nor entered: a
+    /// nested engine's data root in a container's writable layer, which that engine's own audit measures.
+    pub exclude: Vec<PathBuf>,
 }
 
 /// Measures every layer in `upperdirs` (`None`: nothing to measure, an empty usage), sharing the work over
@@ -67,8 +70,10 @@ pub fn measure_layers(
     opts: WalkOptions,
     after_list: Option<AfterList<'_>>,
 ) -> Vec<Result<WritableUsage, UsageError>> {
-    let specs =
-        upperdirs.iter().map(|p| LayerSpec { upperdir: p.clone(), xattrs: opts.xattrs, beneath: None }).collect();
+    let specs = upperdirs
+        .iter()
+        .map(|p| LayerSpec { upperdir: p.clone(), xattrs: opts.xattrs, beneath: None, exclude: Vec::new() })
+        .collect();
     let walk = Walk::new(specs, opts.top_files, after_list);
     let workers = worker_threads(opts.threads).min(upperdirs.len()).max(1);
     std::thread::scope(|s| {
@@ -194,6 +199,8 @@ struct Pool<'a> {
 struct Layer {
     upperdir: PathBuf,
     beneath: Option<std::sync::Arc<crate::hostfs::StoreDir>>,
+    /// [`LayerSpec::exclude`], as bytes to compare with the walk's relative paths.
+    exclude: Vec<Vec<u8>>,
     xattrs: OverlayXattrs,
     root: Mutex<Option<RootId>>,
     acc: Mutex<Acc>,
@@ -229,6 +236,7 @@ impl Layer {
             upperdir: spec.upperdir.unwrap_or_default(),
             xattrs: spec.xattrs,
             beneath: spec.beneath,
+            exclude: spec.exclude.iter().map(|p| p.as_os_str().as_bytes().to_vec()).collect(),
             root: Mutex::new(None),
             acc: Mutex::new(Acc::default()),
             seen: Mutex::new(HashSet::new()),
@@ -604,6 +612,10 @@ impl Walker<'_, '_> {
             self.local.mount_points += 1;
             return;
         }
+        if kind == libc::S_IFDIR && self.excluded(name.to_bytes()) {
+            // Measured as the nested engine it holds: neither counted nor entered here.
+            return;
+        }
         let u = &mut self.local;
         let size = st.stx_size;
         let blocks = blocks_bytes(st);
@@ -643,6 +655,15 @@ impl Walker<'_, '_> {
         if kind == libc::S_IFREG && size > 0 {
             self.offer_top(name.to_bytes(), size, blocks);
         }
+    }
+
+    /// Whether the directory `name` of the directory being listed is one of the layer's exclusions.
+    fn excluded(&self, name: &[u8]) -> bool {
+        self.layer.exclude.iter().any(|x| match x.strip_suffix(name) {
+            Some(parent) if self.path.is_empty() => parent.is_empty(),
+            Some(parent) => parent.strip_suffix(b"/") == Some(&self.path[..]),
+            None => false,
+        })
     }
 
     fn offer_top(&mut self, name: &[u8], apparent: u64, allocated: u64) {
@@ -973,7 +994,12 @@ mod tests {
         for i in 0..files {
             std::fs::write(dir.join("sub").join(format!("f{i}")), vec![b'x'; bytes]).expect("write");
         }
-        LayerSpec { upperdir: Some(dir.to_path_buf()), xattrs: OverlayXattrs::Trusted, beneath: None }
+        LayerSpec {
+            upperdir: Some(dir.to_path_buf()),
+            xattrs: OverlayXattrs::Trusted,
+            beneath: None,
+            exclude: Vec::new(),
+        }
     }
 
     #[test]
@@ -981,9 +1007,14 @@ mod tests {
         let tmp = tempfile::tempdir().expect("tempdir");
         let specs = vec![
             layer(&tmp.path().join("a"), 300, 3),
-            LayerSpec { upperdir: None, xattrs: OverlayXattrs::Trusted, beneath: None },
+            LayerSpec { upperdir: None, xattrs: OverlayXattrs::Trusted, beneath: None, exclude: Vec::new() },
             layer(&tmp.path().join("b"), 5, 1000),
-            LayerSpec { upperdir: Some(tmp.path().join("missing")), xattrs: OverlayXattrs::Trusted, beneath: None },
+            LayerSpec {
+                upperdir: Some(tmp.path().join("missing")),
+                xattrs: OverlayXattrs::Trusted,
+                beneath: None,
+                exclude: Vec::new(),
+            },
             layer(&tmp.path().join("c"), 40, 7),
         ];
         let walk = Walk::new(specs, 1, None);
@@ -1014,12 +1045,42 @@ mod tests {
         for name in ["e", "d", "c", "b", "a"] {
             std::fs::write(tmp.path().join(name), b"same").expect("write");
         }
-        let spec =
-            LayerSpec { upperdir: Some(tmp.path().to_path_buf()), xattrs: OverlayXattrs::Trusted, beneath: None };
+        let spec = LayerSpec {
+            upperdir: Some(tmp.path().to_path_buf()),
+            xattrs: OverlayXattrs::Trusted,
+            beneath: None,
+            exclude: Vec::new(),
+        };
         let walk = Walk::new(vec![spec], 2, None);
         walk.work();
         let top = walk.take(0).expect("walk").top_files;
         assert_eq!(top.iter().map(|t| t.path.as_str()).collect::<Vec<_>>(), ["/a", "/b"]);
+    }
+
+    #[test]
+    fn an_excluded_directory_is_neither_counted_nor_entered_and_its_namesakes_are() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let put = |rel: &str, bytes: usize| {
+            let path = tmp.path().join(rel);
+            std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+            std::fs::write(path, vec![b'x'; bytes]).expect("write");
+        };
+        put("var/lib/docker/overlay2/x/diff/big", 5000);
+        put("var/lib/docker-old/f", 7);
+        put("srv/var/lib/docker/f", 11);
+        put("docker/f", 13);
+        put("a", 1);
+        let spec = LayerSpec {
+            upperdir: Some(tmp.path().to_path_buf()),
+            xattrs: OverlayXattrs::Trusted,
+            beneath: None,
+            exclude: vec!["var/lib/docker".into()],
+        };
+        let walk = Walk::new(vec![spec], 0, None);
+        walk.work();
+        let u = walk.take(0).expect("walk");
+        // var, var/lib, var/lib/docker-old, srv, srv/var, srv/var/lib, srv/var/lib/docker, docker.
+        assert_eq!((u.files, u.dirs, u.apparent_bytes), (4, 8, 7 + 11 + 13 + 1));
     }
 
     /// A small deterministic generator, so the test needs no crate and fails the same way every time.

@@ -16,6 +16,9 @@ const CTR: &str = "/usr/bin/ctr";
 pub struct Containerd {
     tmp: Option<tempfile::TempDir>,
     dir: PathBuf,
+    root: PathBuf,
+    /// A root outside the temp dir ([`Containerd::start_at`]), removed at drop.
+    outside_root: Option<PathBuf>,
     daemon: Child,
     cri: bool,
 }
@@ -30,6 +33,9 @@ pub struct ContainerdOptions {
     /// `restrict_oom_score_adj`, since these machines withhold `CAP_SYS_RESOURCE` and a sandbox's
     /// `oom_score_adj` of -998 would fail in runc; AppArmor off, so no profile is loaded into the kernel.
     pub cri_sandbox_image: Option<String>,
+    /// The root (`root` in its config) at this directory (made if missing; removed at drop once nothing
+    /// is mounted below it) instead of in its temp dir.
+    pub root_at: Option<PathBuf>,
 }
 
 impl Containerd {
@@ -37,6 +43,12 @@ impl Containerd {
     /// line) when containerd or ctr is missing or this is not root — an error under `CI=true`.
     pub fn start() -> Result<Option<Containerd>, String> {
         Containerd::start_with(ContainerdOptions::default())
+    }
+
+    /// [`Containerd::start`] with its root at `root` (made if missing; removed at drop once nothing is
+    /// mounted below it) instead of in its temp dir: in another engine's container, say.
+    pub fn start_at(at: Option<PathBuf>) -> Result<Option<Containerd>, String> {
+        Containerd::start_with(ContainerdOptions { root_at: at, ..ContainerdOptions::default() })
     }
 
     /// [`Containerd::start`] with [`ContainerdOptions`].
@@ -59,12 +71,15 @@ impl Containerd {
             .tempdir_in("/tmp")
             .map_err(|e| format!("create a temp dir under /tmp: {e}"))?;
         let dir = tmp.path().to_path_buf();
+        let outside_root = options.root_at.clone();
+        let root = outside_root.clone().unwrap_or_else(|| dir.join("root"));
         let d = dir.display();
         let mut config = format!(
-            "version = 2\nroot = \"{d}/root\"\nstate = \"{d}/state\"\n\
+            "version = 2\nroot = \"{r}\"\nstate = \"{d}/state\"\n\
              [grpc]\n  address = \"{d}/sock\"\n[ttrpc]\n  address = \"{d}/sock.ttrpc\"\n\
              [debug]\n  address = \"\"\n[metrics]\n  address = \"\"\n\
-             [plugins.\"io.containerd.internal.v1.opt\"]\n  path = \"{d}/opt\"\n"
+             [plugins.\"io.containerd.internal.v1.opt\"]\n  path = \"{d}/opt\"\n",
+            r = root.display()
         );
         match &options.cri_sandbox_image {
             None => config.insert_str(0, "disabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n"),
@@ -81,7 +96,8 @@ impl Containerd {
             .stderr(log2)
             .spawn()
             .map_err(|e| format!("spawn {CONTAINERD}: {e}"))?;
-        let mut c = Containerd { tmp: Some(tmp), dir, daemon, cri: options.cri_sandbox_image.is_some() };
+        let mut c =
+            Containerd { tmp: Some(tmp), dir, root, outside_root, daemon, cri: options.cri_sandbox_image.is_some() };
         let started = Instant::now();
         loop {
             if let Ok(Some(status)) = c.daemon.try_wait() {
@@ -104,7 +120,7 @@ impl Containerd {
 
     /// The root (`root` in its config).
     pub fn root(&self) -> PathBuf {
-        self.dir.join("root")
+        self.root.clone()
     }
 
     /// The unix socket of its gRPC API (the CRI's too, when enabled).
@@ -257,6 +273,9 @@ impl Drop for Containerd {
         marks.kill_all();
         if self.cri {
             remove_cgroups(&self.cri_cgroup_parent());
+        }
+        if let Some(root) = self.outside_root.take() {
+            super::remove_outside_dir(&root);
         }
         let Some(tmp) = self.tmp.take() else { return };
         super::remove_temp_dir(tmp, &self.dir);

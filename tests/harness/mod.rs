@@ -68,6 +68,8 @@ pub struct Engine {
     /// Started with [`EngineOptions::node_namespaces`]: `daemon` is `unshare`, dockerd its child.
     node_namespaces: bool,
     scratch_dirs: AtomicU32,
+    /// [`EngineOptions::data_root_at`]: removed at drop.
+    outside_data_root: Option<PathBuf>,
 }
 
 /// What [`Engine::start_with`] does beyond the defaults of [`Engine::start`].
@@ -87,6 +89,10 @@ pub struct EngineOptions {
     /// shared peer group exists only inside. Mounts of the engine and its containers stay inside too, so
     /// an `ovlaudit` run from the test sees them only through `/proc/<dockerd pid>/`.
     pub node_namespaces: bool,
+    /// Puts the data root at this directory (made if missing) instead of in the engine's temp dir: inside
+    /// another engine's container, say, to make a nested engine. It is removed with the engine, once
+    /// nothing is mounted below it.
+    pub data_root_at: Option<PathBuf>,
 }
 
 /// Run by `unshare --mount` as `sh -c SCRIPT sh DATA NAMED DIR DOCKERD ARGS…`: puts the data root at
@@ -150,7 +156,7 @@ impl Engine {
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o711))
             .map_err(|e| format!("chmod {}: {e}", dir.display()))?;
 
-        let data_root = dir.join("data");
+        let data_root = options.data_root_at.clone().unwrap_or_else(|| dir.join("data"));
         let exec_root = dir.join("exec");
         let socket = dir.join("sock");
         let log = dir.join("dockerd.log");
@@ -244,6 +250,7 @@ impl Engine {
             daemon,
             node_namespaces: options.node_namespaces,
             scratch_dirs: AtomicU32::new(0),
+            outside_data_root: options.data_root_at.clone(),
         };
         engine.wait_ready(&dockerd)?;
         Ok(Some(engine))
@@ -379,6 +386,19 @@ impl Engine {
         let context = context.to_str().expect("the temp dir path is ASCII, made by this harness");
         self.docker(&["build", "--tag", tag, context]);
         self.docker(&["image", "inspect", "--format", "{{.Id}}", tag])
+    }
+
+    /// Builds `tag` as `from` plus `layers` layers of one small file each (`/layer-1` …), with `COPY`, which
+    /// runs no container; returns the image id. Docker mounts a container of such an image with relative
+    /// `lowerdir=l/…` paths once its layers' absolute paths would not fit in one page of mount options
+    /// (DESIGN.md §2): with 70 layers over a one-layer base, every data root these tests use.
+    #[track_caller]
+    pub fn build_layered(&self, tag: &str, from: &str, layers: usize) -> String {
+        let mut dockerfile = format!("FROM {from}\n");
+        for i in 1..=layers {
+            dockerfile.push_str(&format!("COPY Dockerfile /layer-{i}\n"));
+        }
+        self.build(tag, &dockerfile)
     }
 
     /// A fresh directory under the engine's temp dir, for build contexts and staged root filesystems.
@@ -554,6 +574,9 @@ impl Engine {
     }
 
     fn remove_dir(&mut self) {
+        if let Some(root) = self.outside_data_root.take() {
+            remove_outside_dir(&root);
+        }
         let Some(tmp) = self.tmp.take() else {
             return;
         };
@@ -685,6 +708,22 @@ fn run_with_deadline(command: &mut Command, stdin: Option<&[u8]>, timeout: Durat
         let stderr = err.join().map_err(|_| join("stderr"))?.map_err(|e| format!("read stderr: {e}"))?;
         Ok(ClientOutcome { status, stdout, stderr, stdin_error })
     })
+}
+
+/// Removes a directory an engine kept outside its temp dir ([`EngineOptions::data_root_at`]) once nothing is
+/// mounted below it; kept (and said) otherwise.
+pub(crate) fn remove_outside_dir(dir: &Path) {
+    match mounts::detach_all_under(dir) {
+        Ok(remaining) if remaining.is_empty() => {
+            if let Err(e) = std::fs::remove_dir_all(dir) {
+                if e.kind() != std::io::ErrorKind::NotFound {
+                    eprintln!("harness: removing {}: {e}", dir.display());
+                }
+            }
+        }
+        Ok(remaining) => eprintln!("harness: keeping {}; still mounted below it: {remaining:?}", dir.display()),
+        Err(e) => eprintln!("harness: keeping {}: {e}", dir.display()),
+    }
 }
 
 /// Removes an engine's temp dir once nothing is mounted below it: every mount under it is detached first

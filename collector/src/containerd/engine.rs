@@ -168,7 +168,7 @@ impl Engine for ContainerdStore {
             root: self.host_path.to_string_lossy().into_owned(),
             found: true,
             namespaces: self.namespaces.keys().cloned().collect(),
-            nested_in: None,
+            nested_in: self.nested_in.clone(),
         }
     }
 
@@ -180,6 +180,7 @@ impl Engine for ContainerdStore {
                 upperdir: s.map(|s| self.snapshot_dir(s.id).join("fs")),
                 xattrs: OverlayXattrs::Trusted,
                 beneath: Some(self.dir.clone()),
+                exclude: Vec::new(),
             })
             .collect()
     }
@@ -232,7 +233,7 @@ impl Engine for ContainerdStore {
                 log_path: c.cri_log_path.clone(),
                 log_bytes: c.cri_log_path.as_deref().and_then(|l| cri_log_bytes(&host.opts.root, l, c, findings)),
                 kubernetes: None,
-                nested_in: None,
+                nested_in: self.nested_in.clone(),
             };
             let Some(snap) = snap else {
                 findings.error(
@@ -323,7 +324,7 @@ impl Engine for ContainerdStore {
                         .filter(|c| c.namespace.as_deref() == Some(ns.as_str()) && c.image.name == *name)
                         .count() as u64,
                     layers: chain.iter().map(|l| l.chain_id.clone()).collect(),
-                    nested_in: None,
+                    nested_in: self.nested_in.clone(),
                 });
             }
         }

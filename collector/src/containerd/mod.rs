@@ -135,6 +135,8 @@ pub struct ContainerdStore {
     pub meta_ok: bool,
     /// The root, held open: every database, blob and snapshot directory is reached through it.
     pub dir: std::sync::Arc<StoreDir>,
+    /// For a root nested in a container of another engine (a kind node): that container.
+    pub nested_in: Option<crate::report::NestedIn>,
 }
 
 /// The default roots under `root` that hold an overlayfs snapshotter.
@@ -203,6 +205,7 @@ impl ContainerdStore {
             by_id,
             meta_ok,
             dir: dir.into(),
+            nested_in: None,
         })
     }
 
@@ -376,6 +379,7 @@ mod tests {
             by_id: HashMap::new(),
             meta_ok: true,
             dir: StoreDir::open(dir).expect("open").into(),
+            nested_in: None,
         };
         (store, digests)
     }

@@ -132,6 +132,7 @@ impl Engine for PodmanStore {
                     .map(|l| self.path.join("overlay").join(l).join("diff")),
                 xattrs,
                 beneath: Some(self.dir.clone()),
+                exclude: Vec::new(),
             })
             .collect()
     }
