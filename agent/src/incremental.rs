@@ -6,7 +6,7 @@
 //! and counted in the scan event (`ovlaudit.scan.incremental`): no fanotify (kernel, seccomp filter,
 //! privilege) → every layer walked as before; the kernel's queue overflowed → every state built again; a
 //! directory that cannot be marked (the per-user mark limit) → that layer walked in full at every scan and
-//! named; a state that cannot be brought up to date (a directory moved under the scan, a new hard link to
+//! named, the marks it took removed so they leave room for other layers; a state that cannot be brought up to date (a directory moved under the scan, a new hard link to
 //! a file with data) → that layer walked again into a new state. Every `reconcile_interval` every state is
 //! built again from a full walk and compared with the one it replaces; the difference is reported as drift
 //! (what no event reports, such as writes through a memory map).
@@ -103,6 +103,10 @@ impl DirWatch for Watcher<'_> {
         if self.keys.get(key).is_some_and(|&(l, _)| l == self.layer) {
             self.keys.remove(key);
         }
+    }
+
+    fn unwatch(&mut self, dir: BorrowedFd<'_>) {
+        self.feed.unmark(dir);
     }
 }
 
@@ -267,7 +271,7 @@ impl KnownUsages for Incremental {
                                 upper.display()
                             );
                             self.unwatched.insert(upper.clone(), why);
-                            self.release(upper);
+                            self.abandon(upper);
                             c.layers_walked += 1;
                             out.push(None);
                             continue;
@@ -342,6 +346,15 @@ impl Incremental {
         let usage = l.state.usage();
         l.state.release(&mut Watcher { feed, keys: &mut self.keys, layer: l.id });
         Some(usage)
+    }
+}
+
+impl Incremental {
+    /// Gives up the state of `upper` for good, its marks removed so that they leave room for other layers.
+    fn abandon(&mut self, upper: &PathBuf) {
+        let Some(feed) = self.feed.as_ref() else { return };
+        let Some(l) = self.layers.remove(upper) else { return };
+        l.state.abandon(&mut Watcher { feed, keys: &mut self.keys, layer: l.id });
     }
 }
 

@@ -41,6 +41,9 @@ pub trait DirWatch {
     fn watch(&mut self, dir: BorrowedFd<'_>, ino: u64) -> io::Result<Box<[u8]>>;
     /// The directory under `key` is no longer part of the state (removed or moved out).
     fn forget(&mut self, key: &[u8]);
+    /// Stops watching the open directory `dir`: its layer's state is given up ([`LayerState::abandon`]),
+    /// and what watching it costs (a mark under a limit) should go with it. By default nothing.
+    fn unwatch(&mut self, _dir: BorrowedFd<'_>) {}
 }
 
 /// Why a layer's state could not be built or brought up to date; the caller should walk the layer in
@@ -242,8 +245,14 @@ impl LayerState {
             totals: Counts::default(),
         };
         let mut buf = DentsBuf::new();
-        state.take_in(vec![(Rc::new(fd), None, st.stx_ino, 0, Box::default())], watch, &mut buf, true)?;
-        Ok(state)
+        match state.take_in(vec![(Rc::new(fd), None, st.stx_ino, 0, Box::default())], watch, &mut buf, true) {
+            Ok(()) => Ok(state),
+            Err(e) => {
+                // A half-built state is no use; what it watched would only take room from other layers.
+                state.abandon(watch);
+                Err(e)
+            }
+        }
     }
 
     /// The upperdir this state is of.
@@ -266,6 +275,38 @@ impl LayerState {
         for d in self.dirs.values() {
             watch.forget(&d.key);
         }
+    }
+
+    /// Gives the state up for good: every directory it holds is opened again from the upperdir by its
+    /// names (each step checked by inode, no mount point crossed) and handed to [`DirWatch::unwatch`], then
+    /// all are forgotten. A directory no longer where the state had it is only forgotten.
+    pub fn abandon(self, watch: &mut dyn DirWatch) {
+        let root = open_upperdir(&self.upperdir, self.beneath.as_deref()).ok().filter(|fd| {
+            statx(fd.as_raw_fd(), c"", libc::AT_EMPTY_PATH)
+                .is_ok_and(|st| st.stx_ino == self.root_ino && st.stx_dev() == self.root.dev)
+        });
+        if let Some(root) = root {
+            watch.unwatch(root.as_fd());
+            // (open parent, inode): opened when popped, so that open descriptors follow depth, not width.
+            let root = Rc::new(root);
+            let mut stack: Vec<(Rc<OwnedFd>, u64)> = self.children_of(self.root_ino, &root);
+            while let Some((parent, ino)) = stack.pop() {
+                let Some(name) = self.dirs.get(&ino).and_then(|d| CString::new(&d.name[..]).ok()) else { continue };
+                let Ok(fd) = open_dir(parent.as_raw_fd(), &name) else { continue };
+                let same = statx(fd.as_raw_fd(), c"", libc::AT_EMPTY_PATH)
+                    .is_ok_and(|st| st.stx_ino == ino && !is_mount_point(&st, self.root));
+                if same {
+                    watch.unwatch(fd.as_fd());
+                    let fd = Rc::new(fd);
+                    stack.extend(self.children_of(ino, &fd));
+                }
+            }
+        }
+        self.release(watch);
+    }
+
+    fn children_of(&self, ino: u64, fd: &Rc<OwnedFd>) -> Vec<(Rc<OwnedFd>, u64)> {
+        self.dirs.get(&ino).map_or_else(Vec::new, |d| d.children.iter().map(|&c| (fd.clone(), c)).collect())
     }
 
     /// Whether `ino` is a directory the state holds.
