@@ -80,6 +80,7 @@ pub struct Incremental {
     unwatched: BTreeMap<PathBuf, String>,
     next_id: u64,
     top_files: usize,
+    threads: usize,
     reconcile_every: Duration,
     next_reconcile: Instant,
     overflows: u64,
@@ -111,8 +112,9 @@ impl DirWatch for Watcher<'_> {
 }
 
 impl Incremental {
-    /// Starts the change feed; without fanotify the accounting says why and walks every layer.
-    pub fn start(top_files: usize, reconcile_every: Duration) -> Incremental {
+    /// Starts the change feed; without fanotify the accounting says why and walks every layer. A layer's
+    /// state is first built on `threads` threads (0: one per CPU), as the full walk uses them.
+    pub fn start(top_files: usize, threads: usize, reconcile_every: Duration) -> Incremental {
         let (feed, unavailable) = match ChangeFeed::start() {
             Ok(f) => (Some(f), None),
             Err(e) => {
@@ -129,6 +131,7 @@ impl Incremental {
             unwatched: BTreeMap::new(),
             next_id: 1,
             top_files,
+            threads,
             reconcile_every,
             next_reconcile: Instant::now() + reconcile_every,
             overflows: 0,
@@ -137,7 +140,8 @@ impl Incremental {
     }
 
     /// Takes a new configuration's settings (a reload); a new top-files count rebuilds the states.
-    pub fn configure(&mut self, top_files: usize, reconcile_every: Duration) {
+    pub fn configure(&mut self, top_files: usize, threads: usize, reconcile_every: Duration) {
+        self.threads = threads;
         if top_files != self.top_files {
             self.top_files = top_files;
             self.drop_all();
@@ -168,7 +172,7 @@ impl Incremental {
         self.next_id += 1;
         c.layers_walked += 1;
         let mut watcher = Watcher { feed, keys: &mut self.keys, layer: id };
-        match LayerState::build(upperdir, xattrs, self.top_files, spec.beneath.clone(), &mut watcher) {
+        match LayerState::build(upperdir, xattrs, self.top_files, spec.beneath.clone(), self.threads, &mut watcher) {
             Ok(state) => {
                 self.layers.insert(upperdir.clone(), Layer { id, state, xattrs });
                 self.layers.get(upperdir)

@@ -31,10 +31,13 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::Arc;
 
+mod first_walk;
+
 const MAX_ERROR_SAMPLES: usize = 5;
 
-/// Told about every directory the state takes in (before it is listed) and every one it lets go.
-pub trait DirWatch {
+/// Told about every directory the state takes in (before it is listed) and every one it lets go. The first
+/// walk of a layer calls it from several threads, one call at a time.
+pub trait DirWatch: Send {
     /// Starts watching the open directory `dir` (inode `ino`) of the layer; returns the key under which its
     /// changes will be reported. An error means the state cannot follow this layer (a mark limit, a file
     /// system without file handles).
@@ -220,14 +223,15 @@ fn open_upperdir(upperdir: &Path, beneath: Option<&StoreDir>) -> io::Result<Owne
 }
 
 impl LayerState {
-    /// Walks the layer at `upperdir`, watching every directory before listing it.
-    /// With `beneath`, the upperdir is opened beneath that store's root directory without following a
-    /// symlink in any component, as the full walk opens it (see [`crate::hostfs`]).
+    /// Walks the layer at `upperdir` on `threads` threads (0: one per CPU), watching every directory before
+    /// listing it. With `beneath`, the upperdir is opened beneath that store's root directory without
+    /// following a symlink in any component, as the full walk opens it (see [`crate::hostfs`]).
     pub fn build(
         upperdir: &Path,
         xattrs: OverlayXattrs,
         top_files: usize,
         beneath: Option<Arc<StoreDir>>,
+        threads: usize,
         watch: &mut dyn DirWatch,
     ) -> Result<LayerState, RefreshError> {
         let open_err = |source| RefreshError::Open(UsageError { path: upperdir.to_path_buf(), source });
@@ -244,8 +248,7 @@ impl LayerState {
             linked: HashMap::new(),
             totals: Counts::default(),
         };
-        let mut buf = DentsBuf::new();
-        match state.take_in(vec![(Rc::new(fd), None, st.stx_ino, 0, Box::default())], watch, &mut buf, true) {
+        match first_walk::take_in(&mut state, fd, watch, crate::walk::worker_threads(threads)) {
             Ok(()) => Ok(state),
             Err(e) => {
                 // A half-built state is no use; what it watched would only take room from other layers.
@@ -514,7 +517,7 @@ impl LayerState {
             // mount point is not crossed, one replaced since the listing comes back with its own events.
             let stack = fresh.into_iter().rev().map(|(name, child)| (fd.clone(), Some(name.clone()), child, ino, name));
             let before = self.dirs.len();
-            self.take_in(stack.collect(), watch, buf, false)?;
+            self.take_in(stack.collect(), watch, buf)?;
             stats.dirs_walked += self.dirs.len().saturating_sub(before) as u64;
         }
         Ok(())
@@ -582,15 +585,15 @@ impl LayerState {
         }
     }
 
-    /// Takes in the directories of `stack` (the last first) and everything below them: each directory watched, then listed, then its subdirectories opened from it. Outside the first
-    /// build, a hard link found to an inode the state did not hold as linked is an error (its other name
-    /// may be counted as a file of its own).
+    /// Takes in the directories of `stack` (the last first) and everything below them, on this thread (a
+    /// refresh's new directories; the first walk is [`first_walk`]): each directory watched, then listed,
+    /// then its subdirectories opened from it. A hard link found to an inode the state did not hold as
+    /// linked is an error (its other name may be counted as a file of its own).
     fn take_in(
         &mut self,
         mut stack: Vec<Pending>,
         watch: &mut dyn DirWatch,
         buf: &mut DentsBuf,
-        building: bool,
     ) -> Result<(), RefreshError> {
         while let Some((base, open_name, ino, parent, name)) = stack.pop() {
             let fd = match open_name {
@@ -645,7 +648,7 @@ impl LayerState {
                     p.children.push(ino);
                 }
             }
-            if self.replace_listing(ino, listing, Vec::new())? && !building {
+            if self.replace_listing(ino, listing, Vec::new())? {
                 return Err(RefreshError::NewHardLink { path: self.full_path(ino) });
             }
             for (sub_name, sub_ino) in subdirs.into_iter().rev() {
@@ -869,7 +872,7 @@ mod tests {
         std::fs::hard_link(d.join("a/f1"), d.join("a/b/c/f1link")).expect("link");
         symlink("target-of-9", d.join("a/sym")).expect("symlink");
         let mut w = Everything::default();
-        let mut s = LayerState::build(d, OverlayXattrs::Trusted, 3, None, &mut w).expect("build");
+        let mut s = LayerState::build(d, OverlayXattrs::Trusted, 3, None, 2, &mut w).expect("build");
         assert_like_walk(d, &s.usage());
         assert_eq!(s.dirs(), 4);
 
@@ -891,5 +894,27 @@ mod tests {
         std::fs::hard_link(d.join("a/b/f2"), d.join("f2link")).expect("link");
         let e = s.refresh(all_changed(&w, &[]), &mut w).expect_err("new hard link");
         assert!(matches!(e, RefreshError::NewHardLink { .. }), "{e}");
+    }
+
+    /// The first walk on several threads gives the same state as on one, wide and deep trees alike, hard
+    /// links across directories counted once.
+    #[test]
+    fn a_state_built_on_several_threads_equals_a_fresh_walk() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let d = tmp.path();
+        for i in 0..40 {
+            let sub = d.join(format!("w{i}/x/y"));
+            std::fs::create_dir_all(&sub).expect("mkdir");
+            std::fs::write(sub.join("f"), vec![1u8; 100 * i + 1]).expect("write");
+            std::fs::write(d.join(format!("w{i}/g")), vec![2u8; 7 * i]).expect("write");
+        }
+        std::fs::hard_link(d.join("w3/x/y/f"), d.join("w39/link")).expect("link");
+        symlink("w1", d.join("to-w1")).expect("symlink");
+        for threads in [1, 4] {
+            let mut w = Everything::default();
+            let s = LayerState::build(d, OverlayXattrs::Trusted, 3, None, threads, &mut w).expect("build");
+            assert_like_walk(d, &s.usage());
+            assert_eq!((s.dirs(), w.inos.len()), (121, 121), "{threads} threads: every directory held and watched");
+        }
     }
 }
