@@ -113,7 +113,7 @@ impl DirWatch for Watcher<'_> {
 
 impl Incremental {
     /// Starts the change feed; without fanotify the accounting says why and walks every layer. A layer's
-    /// state is first built on `threads` threads (0: one per CPU), as the full walk uses them.
+    /// state is first built on `threads` threads (0: the walk's default), as the full walk uses them.
     pub fn start(top_files: usize, threads: usize, reconcile_every: Duration) -> Incremental {
         let (feed, unavailable) = match ChangeFeed::start() {
             Ok(f) => (Some(f), None),

@@ -223,7 +223,7 @@ fn open_upperdir(upperdir: &Path, beneath: Option<&StoreDir>) -> io::Result<Owne
 }
 
 impl LayerState {
-    /// Walks the layer at `upperdir` on `threads` threads (0: one per CPU), watching every directory before
+    /// Walks the layer at `upperdir` on `threads` threads (0: as many as the walk uses, [`crate::walk::worker_threads`]), watching every directory before
     /// listing it. With `beneath`, the upperdir is opened beneath that store's root directory without
     /// following a symlink in any component, as the full walk opens it (see [`crate::hostfs`]).
     pub fn build(
