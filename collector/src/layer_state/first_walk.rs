@@ -95,9 +95,14 @@ pub(super) fn take_in(
         stop: AtomicBool::new(false),
         failed: Mutex::new(None),
     };
+    // The upperdir is listed first, here: most layers hold a few directories, and threads are started only
+    // for as many subdirectories as it has (none for a layer without any).
+    let mut first = work_on_one(&shared, &layer);
+    let waiting = lock(&shared.queue).0.len();
     let found: Vec<Found> = std::thread::scope(|s| {
-        let helpers: Vec<_> = (1..threads.max(1)).map(|_| s.spawn(|| work(&shared, &layer))).collect();
+        let helpers: Vec<_> = (1..threads.max(1).min(waiting)).map(|_| s.spawn(|| work(&shared, &layer))).collect();
         let mut all = work(&shared, &layer);
+        all.append(&mut first);
         for h in helpers {
             // A worker that panicked lost its part: the state is incomplete, so it is not used.
             match h.join() {
@@ -118,6 +123,17 @@ pub(super) fn take_in(
         (None, Some(path)) => Err(RefreshError::Lost { path }),
         (None, None) => Ok(()),
     }
+}
+
+/// Takes in the one directory waiting (the upperdir) on the calling thread.
+fn work_on_one(shared: &Shared<'_>, layer: &Layer<'_>) -> Vec<Found> {
+    let mut out = Vec::new();
+    let next = lock(&shared.queue).0.pop();
+    if let Some(p) = next {
+        let subdirs = take_in_one(p, shared, layer, &mut DentsBuf::new(), &mut out);
+        lock(&shared.queue).0.extend(subdirs);
+    }
+    out
 }
 
 /// One worker: takes directories in until none is left, or the walk stops.
