@@ -225,16 +225,24 @@ fn bench_writable_layers() {
         c.args(&upperdirs);
         c
     };
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    // The default thread count (three per CPU) against one per CPU, the default before it.
+    let per_cpu = || {
+        let mut c = ovlaudit_cmd(engine.data_root());
+        c.args(["--threads", &cpus.to_string()]);
+        c
+    };
+    let per_cpu_name = format!("ovlaudit report, --threads {cpus} (one per CPU)");
     type MakeCommand<'a> = Box<dyn Fn() -> Command + 'a>;
-    let tools: [(&str, MakeCommand); 4] = [
+    let tools: [(&str, MakeCommand); 5] = [
         ("ovlaudit report --format json", Box::new(|| ovlaudit_cmd(engine.data_root()))),
         ("engine GET /containers/json?all=1&size=1", Box::new(curl)),
         ("du -sb <upperdirs>", Box::new(du)),
         ("diskus <upperdirs>", Box::new(disk)),
+        (&per_cpu_name, Box::new(per_cpu)),
     ];
     // The bare walk must see every entry ovlaudit counted, or it is not the floor of the same work.
     let upper_paths: Vec<PathBuf> = upperdirs.iter().map(PathBuf::from).collect();
-    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     let counted: u64 = report["containers"]
         .as_array()
         .expect("containers")
@@ -309,6 +317,7 @@ fn bench_writable_layers() {
     println!("  ovlaudit / diskus     : {:.3}  (target <= 1.0)", ratio(medians[0], medians[3]));
     println!("  ovlaudit / du -sb     : {:.3}", ratio(medians[0], medians[2]));
     println!("  ovlaudit / bare walk  : {:.3}", ratio(medians[0], floor));
+    println!("  one thread per CPU / bare walk: {:.3}", ratio(medians[4], floor));
     println!("  bare walk / engine API: {:.3}", ratio(floor, medians[1]));
     println!("  ovlaudit peak RSS     : {:.1} MiB", ovl_rss as f64 / 1024.0);
     println!("  {million_line}  (target <= 32 MiB)");

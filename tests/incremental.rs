@@ -450,3 +450,159 @@ fn a_queue_overflow_walks_every_layer_again() {
     assert_eq!(agent.log().matches("queue overflowed").count(), 1, "{}", agent.log());
     engine.docker(&["rm", "-f", &id]);
 }
+
+/// The upperdir of container `id`, as the engine names it.
+fn upperdir_of(engine: &Engine, id: &str) -> std::path::PathBuf {
+    let c = engine.api_get(&format!("/containers/{id}/json"));
+    c["GraphDriver"]["Data"]["UpperDir"].as_str().expect("UpperDir").into()
+}
+
+/// How many inode marks the fanotify group of process `pid` holds: its descriptor's fdinfo has one
+/// `fanotify ino:` line per mark.
+fn fanotify_marks(pid: u32) -> usize {
+    let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).expect("the agent's descriptors");
+    let group = fds
+        .flatten()
+        .find(|e| std::fs::read_link(e.path()).is_ok_and(|t| t.as_os_str() == "anon_inode:[fanotify]"))
+        .expect("the agent has a fanotify group");
+    let info =
+        std::fs::read_to_string(format!("/proc/{pid}/fdinfo/{}", group.file_name().to_string_lossy())).expect("fdinfo");
+    info.lines().filter(|l| l.starts_with("fanotify ino:")).count()
+}
+
+/// `ovlaudit run` (through the suite's hermetic wrapper) as root of a new user namespace whose fanotify
+/// mark limit (`/proc/sys/user/max_fanotify_marks`, counted per user namespace and applied on top of the
+/// host's) is `max_marks`: the host's own limit stays untouched.
+fn agent_under_mark_limit(engine: &Engine, dir: &Path, max_marks: u32) -> Agent {
+    let config = dir.join("agent.toml");
+    std::fs::write(&config, format!("top_files = {TOP}\n")).expect("config");
+    let inner = crate::common::hermetic(crate::common::OVLAUDIT);
+    let root = engine.data_root().to_str().expect("utf-8").to_owned();
+    let limit = max_marks.to_string();
+    let mut args: Vec<String> = ["--user", "--map-root-user", "--", "/bin/sh", "-c"].map(String::from).to_vec();
+    args.push("echo \"$0\" > /proc/sys/user/max_fanotify_marks && exec \"$@\"".into());
+    args.push(limit);
+    args.push(inner.get_program().to_string_lossy().into_owned());
+    args.extend(inner.get_args().map(|a| a.to_string_lossy().into_owned()));
+    let config = config.to_str().expect("utf-8");
+    args.extend(["run", "--config", config, "--docker-root", &root, "--interval", "1s"].map(String::from));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    Agent::start_program("/usr/bin/unshare", &args, &[])
+}
+
+/// A layer needing more marks than the limit allows is walked in full at every scan, named in the scan
+/// event with the kernel's reason, logged once, and its figures stay exact; the marks it took before the
+/// limit was reached are given back, so a smaller layer is still followed by its state.
+#[test]
+fn layers_beyond_the_mark_limit_are_walked_in_full_and_named() {
+    let Some(engine) = start_engine() else { return };
+    // Kernel 5.13 and later count fanotify marks per user namespace.
+    if !Path::new("/proc/sys/user/max_fanotify_marks").exists() {
+        assert!(std::env::var("CI").as_deref() != Ok("true"), "no per-namespace fanotify mark limit (kernel < 5.13)");
+        eprintln!("SKIP: no /proc/sys/user/max_fanotify_marks (kernel < 5.13)");
+        return;
+    }
+    engine.import_busybox("bb:1");
+    let (small, big) = (engine.docker(&["create", "bb:1", "true"]), engine.docker(&["create", "bb:1", "true"]));
+    let (up_small, up_big) = (upperdir_of(&engine, &small), upperdir_of(&engine, &big));
+    // The small layer needs 3 marks (its upperdir, a, a/b), the big one 61: the limit is 30.
+    std::fs::create_dir_all(up_small.join("a/b")).expect("mkdir");
+    std::fs::write(up_small.join("a/b/f"), b"small").expect("write");
+    for i in 0..60 {
+        std::fs::create_dir(up_big.join(format!("d{i}"))).expect("mkdir");
+        std::fs::write(up_big.join(format!("d{i}/f")), vec![1u8; 100 + i]).expect("write");
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let agent = agent_under_mark_limit(&engine, dir.path(), 30);
+    scan_after(&agent);
+    // Writes to both; each scan from now on walks the big layer and follows the small one.
+    std::fs::write(up_big.join("d7/new"), vec![2u8; 77_777]).expect("write");
+    std::fs::create_dir(up_big.join("d7/sub")).expect("mkdir");
+    std::fs::write(up_small.join("a/b/f"), vec![3u8; 12_345]).expect("write");
+    std::fs::create_dir(up_small.join("c")).expect("mkdir");
+    let both = scans_after(&agent);
+    let want = report(&engine);
+    for (id, up) in [(&small, &up_small), (&big, &up_big)] {
+        let got = &container_event(&agent.scans(), &both[1], id)["ovlaudit"]["container"]["writable"];
+        assert_eq!(figures(got, up), figures(&crate::common::container(&want, id)["writable"], up), "{id}");
+        assert_eq!(got["apparent_bytes"].as_u64(), Some(size_rw(&engine, id)), "SizeRw of {id}");
+    }
+    let big_name = up_big.to_str().expect("utf-8");
+    for scan in &both {
+        let inc = &scan.summary()["incremental"];
+        assert_eq!(inc["enabled"], true, "{inc}");
+        assert_eq!(inc["unwatched"], 1, "{inc}");
+        let why = inc["unwatched_layers"][big_name].as_str().unwrap_or_else(|| panic!("big layer named: {inc}"));
+        assert!(why.contains("No space left on device"), "the kernel's reason: {why}");
+        assert_eq!(inc["layers_walked"], 1, "the big layer is walked at every scan: {inc}");
+        assert_eq!(inc["layers_incremental"], 1, "the small layer follows its state: {inc}");
+    }
+    // The small layer's four directories are all the group marks: the big layer's were removed.
+    let watched = both[1].summary()["incremental"]["dirs_watched"].as_u64();
+    assert_eq!(watched, Some(4), "{}", both[1].summary()["incremental"]);
+    assert_eq!(fanotify_marks(agent.pid()), 4, "marks held by the agent's group");
+    let log = agent.log();
+    assert_eq!(log.matches("cannot be followed").count(), 1, "said once:\n{log}");
+    assert!(log.contains(&format!("writable layer {big_name} cannot be followed")), "{log}");
+}
+
+/// A writable layer whose directory is a file system of its own (a tmpfs mounted over the layer's
+/// directory before the container starts; its lower layers stay on the data root's file system) is
+/// followed like any other: random writes in the running container keep every figure equal to a full walk
+/// and `apparent_bytes` to the engine's `SizeRw`, with no layer walked in full.
+#[test]
+fn an_upperdir_on_another_file_system_is_followed_exactly() {
+    let Some(engine) = start_engine() else { return };
+    lower_image(&engine);
+    let id = engine.docker(&["create", "lower:1", "sleep", "3600"]);
+    let upper = upperdir_of(&engine, &id);
+    let layer = upper.parent().expect("layer dir").to_path_buf();
+    // The layer's files move onto the tmpfs; the engine's cleanup detaches every mount under its directory.
+    let saved = engine.dir().join("saved-layer");
+    let sh = |script: &str| {
+        let out = std::process::Command::new("sh").args(["-c", script]).output().expect("sh");
+        assert!(out.status.success(), "{script}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    let (l, s) = (layer.display(), saved.display());
+    sh(&format!("cp -a '{l}' '{s}' && mount -t tmpfs -o size=256m ovlaudit-test-upper '{l}' && cp -a '{s}/.' '{l}/'"));
+    engine.docker(&["start", &id]);
+    let dev = |p: &Path| std::fs::metadata(p).expect("stat").dev();
+    assert_ne!(dev(&upper), dev(engine.data_root()), "the upperdir is on another file system");
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
+    let overlay = mountinfo
+        .lines()
+        .find(|m| m.contains(" - overlay ") && m.contains(upper.to_str().expect("utf-8")))
+        .unwrap_or_else(|| panic!("the container's overlay mount uses {}", upper.display()));
+    assert!(overlay.contains("lowerdir="), "{overlay}");
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let agent = agent_for(&engine, dir.path(), "");
+    scan_after(&agent);
+    let seed =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64) | 1;
+    let seed = std::env::var("OVLAUDIT_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(seed);
+    eprintln!("seed {seed} (replay with OVLAUDIT_SEED={seed})");
+    let mut rng = Rng(seed);
+    for step in 0..8 {
+        let op = random_op(&mut rng, true);
+        std::process::Command::new(crate::harness::DOCKER_CLIENT)
+            .env("DOCKER_HOST", format!("unix://{}", engine.socket().display()))
+            .args(["exec", "-w", "/", &id, "sh", "-c", &op])
+            .output()
+            .expect("docker exec");
+        let both = scans_after(&agent);
+        let want = report(&engine);
+        let got = &container_event(&agent.scans(), &both[1], &id)["ovlaudit"]["container"]["writable"];
+        let full = &crate::common::container(&want, &id)["writable"];
+        assert_eq!(figures(got, &upper), figures(full, &upper), "seed {seed} step {step} ({op:?})");
+        assert_eq!(got["apparent_bytes"].as_u64(), Some(size_rw(&engine, &id)), "seed {seed} step {step} ({op:?})");
+        for x in &both {
+            let inc = &x.summary()["incremental"];
+            let rebuilt: u64 = inc["rebuilds"].as_object().map_or(0, |m| m.values().filter_map(Value::as_u64).sum());
+            let hard_links = inc["rebuilds"]["new hard link"].as_u64().unwrap_or(0);
+            assert_eq!(inc["unwatched"], 0, "seed {seed} step {step}: {inc}");
+            assert_eq!(rebuilt - hard_links, 0, "seed {seed} step {step}: {inc}");
+            assert_eq!(inc["layers_incremental"].as_u64().unwrap_or(0) + rebuilt, 1, "seed {seed} step {step}: {inc}");
+        }
+    }
+}

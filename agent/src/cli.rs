@@ -172,7 +172,7 @@ pub struct RunArgs {
     /// Prefix for every host path: the host's / mounted at DIR in a container [default: /].
     #[arg(long, value_name = "DIR", value_parser = host_dir)]
     pub root: Option<PathBuf>,
-    /// Writable layers to walk at once (0: one per CPU; at most 1024) [default: 0].
+    /// Walker threads, shared across and within writable layers (0: 3 per CPU up to 16, never fewer than one per CPU; at most 1024) [default: 0].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(0..=config::MAX_THREADS))]
     pub threads: Option<u64>,
     /// error, warn, info, debug, trace or off [default: info].
@@ -220,7 +220,7 @@ pub struct ReportArgs {
     /// Show sizes in the table as exact bytes instead of human units.
     #[arg(long)]
     pub bytes: bool,
-    /// Walker threads, shared across and within writable layers (0: one per CPU; at most 1024).
+    /// Walker threads, shared across and within writable layers (0: 3 per CPU up to 16, never fewer than one per CPU; at most 1024).
     #[arg(long, default_value_t = 0, value_name = "N", value_parser = clap::value_parser!(u64).range(0..=config::MAX_THREADS))]
     pub threads: u64,
     /// Print one section of the table: summary, containers, images, orphans, findings, volumes, build-cache

@@ -36,7 +36,7 @@ pub struct Config {
     pub podman_roots: Option<Vec<PathBuf>>,
     /// containerd roots; `None`: the defaults that exist.
     pub containerd_roots: Option<Vec<PathBuf>>,
-    /// Writable layers walked at once; 0 = one per CPU.
+    /// Walker threads; 0 = 3 per CPU up to 16, never fewer than one per CPU.
     pub threads: usize,
     /// `error`, `warn`, `info`, `debug`, `trace` or `off`.
     pub log_level: String,

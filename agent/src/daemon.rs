@@ -169,7 +169,8 @@ impl Daemon {
         let mut hup = signal(SignalKind::hangup())?;
         self.sinks = Some(Sinks::start(self.config.sinks.clone(), &self.host_name));
         if self.config.incremental {
-            let inc = Incremental::start(self.config.top_files, self.config.reconcile_interval);
+            let c = &self.config;
+            let inc = Incremental::start(c.top_files, c.threads, c.reconcile_interval);
             self.incremental = Some(Arc::new(Mutex::new(inc)));
         }
         if let Some(addr) = self.config.metrics_listen {
@@ -590,12 +591,16 @@ impl Daemon {
         self.next_snapshot = self.next_snapshot - old.snapshot_interval + self.config.snapshot_interval;
         if old.incremental != self.config.incremental {
             self.incremental = self.config.incremental.then(|| {
-                Arc::new(Mutex::new(Incremental::start(self.config.top_files, self.config.reconcile_interval)))
+                let c = &self.config;
+                Arc::new(Mutex::new(Incremental::start(c.top_files, c.threads, c.reconcile_interval)))
             });
         } else if let Some(inc) = &self.incremental {
             // A scan in flight holds it; the new settings wait for it.
-            let (top, every, inc) = (self.config.top_files, self.config.reconcile_interval, inc.clone());
-            tokio::task::spawn_blocking(move || inc.lock().unwrap_or_else(|p| p.into_inner()).configure(top, every));
+            let (top, threads, every) = (self.config.top_files, self.config.threads, self.config.reconcile_interval);
+            let inc = inc.clone();
+            tokio::task::spawn_blocking(move || {
+                inc.lock().unwrap_or_else(|p| p.into_inner()).configure(top, threads, every)
+            });
         }
         // The new interval counts from the last scan, as the old one did.
         self.next_interval = self.next_interval - old.interval + self.config.interval;

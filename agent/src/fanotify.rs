@@ -86,16 +86,14 @@ impl ChangeFeed {
     /// Marks the open directory `dir` and returns its key: file system id, handle type and handle.
     pub fn mark(&self, dir: BorrowedFd<'_>) -> io::Result<Box<[u8]>> {
         let key = handle_key(dir)?;
-        let mask = MaskFlags::FAN_MODIFY
-            | MaskFlags::FAN_ATTRIB
-            | MaskFlags::FAN_CREATE
-            | MaskFlags::FAN_DELETE
-            | MaskFlags::FAN_MOVED_FROM
-            | MaskFlags::FAN_MOVED_TO
-            | MaskFlags::FAN_ONDIR
-            | MaskFlags::FAN_EVENT_ON_CHILD;
-        self.group.mark(MarkFlags::FAN_MARK_ADD, mask, dir, None::<&Path>).map_err(io::Error::from)?;
+        self.group.mark(MarkFlags::FAN_MARK_ADD, mark_mask(), dir, None::<&Path>).map_err(io::Error::from)?;
         Ok(key)
+    }
+
+    /// Removes the mark of the open directory `dir` (its layer is given up), so that it leaves room under
+    /// the mark limit for other layers. A directory without a mark is no error worth reporting.
+    pub fn unmark(&self, dir: BorrowedFd<'_>) {
+        let _ = self.group.mark(MarkFlags::FAN_MARK_REMOVE, mark_mask(), dir, None::<&Path>);
     }
 
     /// Everything reported up to now (the queue is read to its end first), leaving nothing behind.
@@ -114,6 +112,18 @@ impl Drop for ChangeFeed {
             let _ = r.join();
         }
     }
+}
+
+/// What every directory is marked for: its entries' changes and its own.
+fn mark_mask() -> MaskFlags {
+    MaskFlags::FAN_MODIFY
+        | MaskFlags::FAN_ATTRIB
+        | MaskFlags::FAN_CREATE
+        | MaskFlags::FAN_DELETE
+        | MaskFlags::FAN_MOVED_FROM
+        | MaskFlags::FAN_MOVED_TO
+        | MaskFlags::FAN_ONDIR
+        | MaskFlags::FAN_EVENT_ON_CHILD
 }
 
 /// Reads the group until it has no event left.

@@ -6,7 +6,7 @@
 //! and counted in the scan event (`ovlaudit.scan.incremental`): no fanotify (kernel, seccomp filter,
 //! privilege) → every layer walked as before; the kernel's queue overflowed → every state built again; a
 //! directory that cannot be marked (the per-user mark limit) → that layer walked in full at every scan and
-//! named; a state that cannot be brought up to date (a directory moved under the scan, a new hard link to
+//! named, the marks it took removed so they leave room for other layers; a state that cannot be brought up to date (a directory moved under the scan, a new hard link to
 //! a file with data) → that layer walked again into a new state. Every `reconcile_interval` every state is
 //! built again from a full walk and compared with the one it replaces; the difference is reported as drift
 //! (what no event reports, such as writes through a memory map).
@@ -80,6 +80,7 @@ pub struct Incremental {
     unwatched: BTreeMap<PathBuf, String>,
     next_id: u64,
     top_files: usize,
+    threads: usize,
     reconcile_every: Duration,
     next_reconcile: Instant,
     overflows: u64,
@@ -104,11 +105,16 @@ impl DirWatch for Watcher<'_> {
             self.keys.remove(key);
         }
     }
+
+    fn unwatch(&mut self, dir: BorrowedFd<'_>) {
+        self.feed.unmark(dir);
+    }
 }
 
 impl Incremental {
-    /// Starts the change feed; without fanotify the accounting says why and walks every layer.
-    pub fn start(top_files: usize, reconcile_every: Duration) -> Incremental {
+    /// Starts the change feed; without fanotify the accounting says why and walks every layer. A layer's
+    /// state is first built on `threads` threads (0: the walk's default), as the full walk uses them.
+    pub fn start(top_files: usize, threads: usize, reconcile_every: Duration) -> Incremental {
         let (feed, unavailable) = match ChangeFeed::start() {
             Ok(f) => (Some(f), None),
             Err(e) => {
@@ -125,6 +131,7 @@ impl Incremental {
             unwatched: BTreeMap::new(),
             next_id: 1,
             top_files,
+            threads,
             reconcile_every,
             next_reconcile: Instant::now() + reconcile_every,
             overflows: 0,
@@ -133,7 +140,8 @@ impl Incremental {
     }
 
     /// Takes a new configuration's settings (a reload); a new top-files count rebuilds the states.
-    pub fn configure(&mut self, top_files: usize, reconcile_every: Duration) {
+    pub fn configure(&mut self, top_files: usize, threads: usize, reconcile_every: Duration) {
+        self.threads = threads;
         if top_files != self.top_files {
             self.top_files = top_files;
             self.drop_all();
@@ -164,7 +172,7 @@ impl Incremental {
         self.next_id += 1;
         c.layers_walked += 1;
         let mut watcher = Watcher { feed, keys: &mut self.keys, layer: id };
-        match LayerState::build(upperdir, xattrs, self.top_files, spec.beneath.clone(), &mut watcher) {
+        match LayerState::build(upperdir, xattrs, self.top_files, spec.beneath.clone(), self.threads, &mut watcher) {
             Ok(state) => {
                 self.layers.insert(upperdir.clone(), Layer { id, state, xattrs });
                 self.layers.get(upperdir)
@@ -272,7 +280,7 @@ impl KnownUsages for Incremental {
                                 upper.display()
                             );
                             self.unwatched.insert(upper.clone(), why);
-                            self.release(upper);
+                            self.abandon(upper);
                             c.layers_walked += 1;
                             out.push(None);
                             continue;
@@ -347,6 +355,15 @@ impl Incremental {
         let usage = l.state.usage();
         l.state.release(&mut Watcher { feed, keys: &mut self.keys, layer: l.id });
         Some(usage)
+    }
+}
+
+impl Incremental {
+    /// Gives up the state of `upper` for good, its marks removed so that they leave room for other layers.
+    fn abandon(&mut self, upper: &PathBuf) {
+        let Some(feed) = self.feed.as_ref() else { return };
+        let Some(l) = self.layers.remove(upper) else { return };
+        l.state.abandon(&mut Watcher { feed, keys: &mut self.keys, layer: l.id });
     }
 }
 

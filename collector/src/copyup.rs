@@ -199,7 +199,7 @@ pub fn analyze_layer(
 }
 
 /// Analyses every container's writable layer in `report` over its lower layers (`writable.lowerdirs`,
-/// host paths read under `root`), on `threads` threads (0: one per CPU), filling `writable.copy_ups`,
+/// host paths read under `root`), on `threads` threads (0: as many as the walk uses, [`crate::walk::worker_threads`]), filling `writable.copy_ups`,
 /// `writable.shadowed` and the totals. A layer that cannot be analysed is a finding; the rest go on.
 pub fn analyze_containers(report: &mut crate::report::Report, root: &Path, budget: &Budget, threads: usize) {
     let jobs: Vec<(usize, PathBuf, Vec<PathBuf>)> = report

@@ -31,16 +31,22 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::Arc;
 
+mod first_walk;
+
 const MAX_ERROR_SAMPLES: usize = 5;
 
-/// Told about every directory the state takes in (before it is listed) and every one it lets go.
-pub trait DirWatch {
+/// Told about every directory the state takes in (before it is listed) and every one it lets go. The first
+/// walk of a layer calls it from several threads, one call at a time.
+pub trait DirWatch: Send {
     /// Starts watching the open directory `dir` (inode `ino`) of the layer; returns the key under which its
     /// changes will be reported. An error means the state cannot follow this layer (a mark limit, a file
     /// system without file handles).
     fn watch(&mut self, dir: BorrowedFd<'_>, ino: u64) -> io::Result<Box<[u8]>>;
     /// The directory under `key` is no longer part of the state (removed or moved out).
     fn forget(&mut self, key: &[u8]);
+    /// Stops watching the open directory `dir`: its layer's state is given up ([`LayerState::abandon`]),
+    /// and what watching it costs (a mark under a limit) should go with it. By default nothing.
+    fn unwatch(&mut self, _dir: BorrowedFd<'_>) {}
 }
 
 /// Why a layer's state could not be built or brought up to date; the caller should walk the layer in
@@ -217,14 +223,15 @@ fn open_upperdir(upperdir: &Path, beneath: Option<&StoreDir>) -> io::Result<Owne
 }
 
 impl LayerState {
-    /// Walks the layer at `upperdir`, watching every directory before listing it.
-    /// With `beneath`, the upperdir is opened beneath that store's root directory without following a
-    /// symlink in any component, as the full walk opens it (see [`crate::hostfs`]).
+    /// Walks the layer at `upperdir` on `threads` threads (0: as many as the walk uses, [`crate::walk::worker_threads`]), watching every directory before
+    /// listing it. With `beneath`, the upperdir is opened beneath that store's root directory without
+    /// following a symlink in any component, as the full walk opens it (see [`crate::hostfs`]).
     pub fn build(
         upperdir: &Path,
         xattrs: OverlayXattrs,
         top_files: usize,
         beneath: Option<Arc<StoreDir>>,
+        threads: usize,
         watch: &mut dyn DirWatch,
     ) -> Result<LayerState, RefreshError> {
         let open_err = |source| RefreshError::Open(UsageError { path: upperdir.to_path_buf(), source });
@@ -241,9 +248,14 @@ impl LayerState {
             linked: HashMap::new(),
             totals: Counts::default(),
         };
-        let mut buf = DentsBuf::new();
-        state.take_in(vec![(Rc::new(fd), None, st.stx_ino, 0, Box::default())], watch, &mut buf, true)?;
-        Ok(state)
+        match first_walk::take_in(&mut state, fd, watch, crate::walk::worker_threads(threads)) {
+            Ok(()) => Ok(state),
+            Err(e) => {
+                // A half-built state is no use; what it watched would only take room from other layers.
+                state.abandon(watch);
+                Err(e)
+            }
+        }
     }
 
     /// The upperdir this state is of.
@@ -266,6 +278,38 @@ impl LayerState {
         for d in self.dirs.values() {
             watch.forget(&d.key);
         }
+    }
+
+    /// Gives the state up for good: every directory it holds is opened again from the upperdir by its
+    /// names (each step checked by inode, no mount point crossed) and handed to [`DirWatch::unwatch`], then
+    /// all are forgotten. A directory no longer where the state had it is only forgotten.
+    pub fn abandon(self, watch: &mut dyn DirWatch) {
+        let root = open_upperdir(&self.upperdir, self.beneath.as_deref()).ok().filter(|fd| {
+            statx(fd.as_raw_fd(), c"", libc::AT_EMPTY_PATH)
+                .is_ok_and(|st| st.stx_ino == self.root_ino && st.stx_dev() == self.root.dev)
+        });
+        if let Some(root) = root {
+            watch.unwatch(root.as_fd());
+            // (open parent, inode): opened when popped, so that open descriptors follow depth, not width.
+            let root = Rc::new(root);
+            let mut stack: Vec<(Rc<OwnedFd>, u64)> = self.children_of(self.root_ino, &root);
+            while let Some((parent, ino)) = stack.pop() {
+                let Some(name) = self.dirs.get(&ino).and_then(|d| CString::new(&d.name[..]).ok()) else { continue };
+                let Ok(fd) = open_dir(parent.as_raw_fd(), &name) else { continue };
+                let same = statx(fd.as_raw_fd(), c"", libc::AT_EMPTY_PATH)
+                    .is_ok_and(|st| st.stx_ino == ino && !is_mount_point(&st, self.root));
+                if same {
+                    watch.unwatch(fd.as_fd());
+                    let fd = Rc::new(fd);
+                    stack.extend(self.children_of(ino, &fd));
+                }
+            }
+        }
+        self.release(watch);
+    }
+
+    fn children_of(&self, ino: u64, fd: &Rc<OwnedFd>) -> Vec<(Rc<OwnedFd>, u64)> {
+        self.dirs.get(&ino).map_or_else(Vec::new, |d| d.children.iter().map(|&c| (fd.clone(), c)).collect())
     }
 
     /// Whether `ino` is a directory the state holds.
@@ -473,7 +517,7 @@ impl LayerState {
             // mount point is not crossed, one replaced since the listing comes back with its own events.
             let stack = fresh.into_iter().rev().map(|(name, child)| (fd.clone(), Some(name.clone()), child, ino, name));
             let before = self.dirs.len();
-            self.take_in(stack.collect(), watch, buf, false)?;
+            self.take_in(stack.collect(), watch, buf)?;
             stats.dirs_walked += self.dirs.len().saturating_sub(before) as u64;
         }
         Ok(())
@@ -541,15 +585,15 @@ impl LayerState {
         }
     }
 
-    /// Takes in the directories of `stack` (the last first) and everything below them: each directory watched, then listed, then its subdirectories opened from it. Outside the first
-    /// build, a hard link found to an inode the state did not hold as linked is an error (its other name
-    /// may be counted as a file of its own).
+    /// Takes in the directories of `stack` (the last first) and everything below them, on this thread (a
+    /// refresh's new directories; the first walk is [`first_walk`]): each directory watched, then listed,
+    /// then its subdirectories opened from it. A hard link found to an inode the state did not hold as
+    /// linked is an error (its other name may be counted as a file of its own).
     fn take_in(
         &mut self,
         mut stack: Vec<Pending>,
         watch: &mut dyn DirWatch,
         buf: &mut DentsBuf,
-        building: bool,
     ) -> Result<(), RefreshError> {
         while let Some((base, open_name, ino, parent, name)) = stack.pop() {
             let fd = match open_name {
@@ -604,7 +648,7 @@ impl LayerState {
                     p.children.push(ino);
                 }
             }
-            if self.replace_listing(ino, listing, Vec::new())? && !building {
+            if self.replace_listing(ino, listing, Vec::new())? {
                 return Err(RefreshError::NewHardLink { path: self.full_path(ino) });
             }
             for (sub_name, sub_ino) in subdirs.into_iter().rev() {
@@ -828,7 +872,7 @@ mod tests {
         std::fs::hard_link(d.join("a/f1"), d.join("a/b/c/f1link")).expect("link");
         symlink("target-of-9", d.join("a/sym")).expect("symlink");
         let mut w = Everything::default();
-        let mut s = LayerState::build(d, OverlayXattrs::Trusted, 3, None, &mut w).expect("build");
+        let mut s = LayerState::build(d, OverlayXattrs::Trusted, 3, None, 2, &mut w).expect("build");
         assert_like_walk(d, &s.usage());
         assert_eq!(s.dirs(), 4);
 
@@ -850,5 +894,27 @@ mod tests {
         std::fs::hard_link(d.join("a/b/f2"), d.join("f2link")).expect("link");
         let e = s.refresh(all_changed(&w, &[]), &mut w).expect_err("new hard link");
         assert!(matches!(e, RefreshError::NewHardLink { .. }), "{e}");
+    }
+
+    /// The first walk on several threads gives the same state as on one, wide and deep trees alike, hard
+    /// links across directories counted once.
+    #[test]
+    fn a_state_built_on_several_threads_equals_a_fresh_walk() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let d = tmp.path();
+        for i in 0..40 {
+            let sub = d.join(format!("w{i}/x/y"));
+            std::fs::create_dir_all(&sub).expect("mkdir");
+            std::fs::write(sub.join("f"), vec![1u8; 100 * i + 1]).expect("write");
+            std::fs::write(d.join(format!("w{i}/g")), vec![2u8; 7 * i]).expect("write");
+        }
+        std::fs::hard_link(d.join("w3/x/y/f"), d.join("w39/link")).expect("link");
+        symlink("w1", d.join("to-w1")).expect("symlink");
+        for threads in [1, 4] {
+            let mut w = Everything::default();
+            let s = LayerState::build(d, OverlayXattrs::Trusted, 3, None, threads, &mut w).expect("build");
+            assert_like_walk(d, &s.usage());
+            assert_eq!((s.dirs(), w.inos.len()), (121, 121), "{threads} threads: every directory held and watched");
+        }
     }
 }

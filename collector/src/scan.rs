@@ -27,7 +27,7 @@ pub struct ScanOptions {
     /// When false, a missing data root is only noted (the default root on a host without Docker); when
     /// true (the user named it) it is an error.
     pub docker_root_required: bool,
-    /// Walkers to run at once; 0 means one per CPU.
+    /// Walker threads; 0 means [`crate::walk::worker_threads`]'s default (3 per CPU up to 16, never fewer than one per CPU).
     pub threads: usize,
     /// Storage changed more recently than this is not called an orphan: it may belong to a pull, build or
     /// removal in progress.
@@ -178,7 +178,9 @@ pub fn scan_with(opts: &ScanOptions, known: Option<&mut dyn KnownUsages>) -> Res
     }
     let walk = Walk::new(to_walk, opts.top_files, None);
     std::thread::scope(|s| {
-        walk.spawn_workers(s, worker_threads(opts.threads).min(walk.len()));
+        // As many workers as asked for, however few the layers: one big layer's subtrees are handed to idle
+        // workers.
+        walk.spawn_workers(s, if walk.is_empty() { 0 } else { worker_threads(opts.threads) });
         // Orphans need no usage: looked for first, while the walk is in its early layers.
         for engine in &engines {
             orphans.extend(engine.orphans(&host, &mut findings));

@@ -36,7 +36,7 @@ complete -c ovlaudit -n "__fish_ovlaudit_using_subcommand report" -s f -l format
 json\t'One JSON document (schema ovlaudit.report/v1)'
 ndjson\t'One JSON event per line, Elastic Common Schema names'
 prometheus\t'Prometheus text exposition format (report only), for node_exporter\'s textfile collector'"
-complete -c ovlaudit -n "__fish_ovlaudit_using_subcommand report" -l threads -d 'Walker threads, shared across and within writable layers (0: one per CPU; at most 1024)' -r
+complete -c ovlaudit -n "__fish_ovlaudit_using_subcommand report" -l threads -d 'Walker threads, shared across and within writable layers (0: 3 per CPU up to 16, never fewer than one per CPU; at most 1024)' -r
 complete -c ovlaudit -n "__fish_ovlaudit_using_subcommand report" -l section -d 'Print one section of the table: summary, containers, images, orphans, findings, volumes, build-cache or pods (the JSON document always carries every section)' -r -f -a "summary\t'Totals on one screen: writable, images, orphans, logs, findings by severity'
 containers\t'Every container, largest writable layer first, and overlay mounts no container owns'
 images\t'Every image with its size, shared and unique bytes, as `docker system df -v` counts them'
@@ -84,7 +84,7 @@ complete -c ovlaudit -n "__fish_ovlaudit_using_subcommand run" -l podman-root -d
 complete -c ovlaudit -n "__fish_ovlaudit_using_subcommand run" -l containerd-root -d 'A containerd root; repeat for several. Replaces the file\'s containerd_roots [default: those of /var/lib/containerd and <docker-root>/containerd/daemon that exist]' -r -F
 complete -c ovlaudit -n "__fish_ovlaudit_using_subcommand run" -l proc -d 'The host\'s proc filesystem, as the host names it [default: /proc]' -r -F
 complete -c ovlaudit -n "__fish_ovlaudit_using_subcommand run" -l root -d 'Prefix for every host path: the host\'s / mounted at DIR in a container [default: /]' -r -F
-complete -c ovlaudit -n "__fish_ovlaudit_using_subcommand run" -l threads -d 'Writable layers to walk at once (0: one per CPU; at most 1024) [default: 0]' -r
+complete -c ovlaudit -n "__fish_ovlaudit_using_subcommand run" -l threads -d 'Walker threads, shared across and within writable layers (0: 3 per CPU up to 16, never fewer than one per CPU; at most 1024) [default: 0]' -r
 complete -c ovlaudit -n "__fish_ovlaudit_using_subcommand run" -l log-level -d 'error, warn, info, debug, trace or off [default: info]' -r
 complete -c ovlaudit -n "__fish_ovlaudit_using_subcommand run" -l metrics-listen -d 'Serve Prometheus metrics on http://ADDR/metrics, e.g. 127.0.0.1:9469 [default: off]' -r
 complete -c ovlaudit -n "__fish_ovlaudit_using_subcommand run" -s h -l help -d 'Print help (see more with \'--help\')'
@@ -97,7 +97,7 @@ complete -c ovlaudit -n "__fish_ovlaudit_using_subcommand check-config" -l podma
 complete -c ovlaudit -n "__fish_ovlaudit_using_subcommand check-config" -l containerd-root -d 'A containerd root; repeat for several. Replaces the file\'s containerd_roots [default: those of /var/lib/containerd and <docker-root>/containerd/daemon that exist]' -r -F
 complete -c ovlaudit -n "__fish_ovlaudit_using_subcommand check-config" -l proc -d 'The host\'s proc filesystem, as the host names it [default: /proc]' -r -F
 complete -c ovlaudit -n "__fish_ovlaudit_using_subcommand check-config" -l root -d 'Prefix for every host path: the host\'s / mounted at DIR in a container [default: /]' -r -F
-complete -c ovlaudit -n "__fish_ovlaudit_using_subcommand check-config" -l threads -d 'Writable layers to walk at once (0: one per CPU; at most 1024) [default: 0]' -r
+complete -c ovlaudit -n "__fish_ovlaudit_using_subcommand check-config" -l threads -d 'Walker threads, shared across and within writable layers (0: 3 per CPU up to 16, never fewer than one per CPU; at most 1024) [default: 0]' -r
 complete -c ovlaudit -n "__fish_ovlaudit_using_subcommand check-config" -l log-level -d 'error, warn, info, debug, trace or off [default: info]' -r
 complete -c ovlaudit -n "__fish_ovlaudit_using_subcommand check-config" -l metrics-listen -d 'Serve Prometheus metrics on http://ADDR/metrics, e.g. 127.0.0.1:9469 [default: off]' -r
 complete -c ovlaudit -n "__fish_ovlaudit_using_subcommand check-config" -s h -l help -d 'Print help (see more with \'--help\')'
