@@ -19,7 +19,7 @@ use nix::sys::stat::{fstat, Mode, SFlag};
 use std::ffi::OsString;
 use std::fs::File;
 use std::io::{self, Read};
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -245,68 +245,11 @@ impl StoreDir {
         self.walk_open(rel, shown, flags)
     }
 
-    /// The component walk `openat2` does in one call: each directory opened with `O_NOFOLLOW` (and
-    /// `O_PATH`, which opens nothing on the file system's side). In a user's store every component is also
-    /// checked to be on the store root's own mount before anything is opened through it, as
-    /// `RESOLVE_NO_XDEV` does: the last one is first opened `O_PATH`, checked, then opened for real
-    /// through that very descriptor (`/proc/self/fd`), so a mount made in between is not reached either.
+    /// The component walk `openat2` does in one call ([`walk_beneath`]), keeping to the store root's mount
+    /// in a user's store.
     fn walk_open(&self, rel: &Path, shown: &Path, flags: OFlag) -> Result<OwnedFd, HostReadError> {
-        let parts: Vec<_> = rel.components().collect();
         let keep_mount = self.untrusted().then_some(self.mount).flatten();
-        let refuse = |e| HostReadError::from_open(shown, e);
-        let mut parent: Option<OwnedFd> = None;
-        let mut cur: Option<OwnedFd> = None;
-        for (i, part) in parts.iter().enumerate() {
-            let name = match part {
-                Component::Normal(n) => *n,
-                Component::CurDir => std::ffi::OsStr::new("."),
-                _ => return Err(refuse(Errno::EXDEV)),
-            };
-            let last = i + 1 == parts.len();
-            let f = if !last {
-                OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC
-            } else if keep_mount.is_some() {
-                OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | (flags & OFlag::O_DIRECTORY)
-            } else {
-                flags | OFlag::O_NOFOLLOW
-            };
-            let dir = cur.as_ref().map_or(self.fd.as_fd(), |d| d.as_fd());
-            let fd = nix::fcntl::openat(dir, name, f, Mode::empty()).map_err(refuse)?;
-            if let Some(root) = keep_mount {
-                let m = mount_of(&fd).map_err(refuse)?;
-                if m.dev != root.dev || (m.mnt_id.is_some() && root.mnt_id.is_some() && m.mnt_id != root.mnt_id) {
-                    return Err(refuse(Errno::EXDEV));
-                }
-                // A symlink at the end is opened only as itself (O_PATH | O_NOFOLLOW, for its status).
-                let as_itself = last && flags.contains(OFlag::O_PATH | OFlag::O_NOFOLLOW);
-                if m.kind == libc::S_IFLNK && !as_itself {
-                    return Err(refuse(Errno::ELOOP));
-                }
-            }
-            parent = cur.take();
-            cur = Some(fd);
-        }
-        let fd = cur.ok_or_else(|| refuse(Errno::EINVAL))?;
-        if keep_mount.is_none() || flags.contains(OFlag::O_PATH) {
-            return Ok(fd);
-        }
-        // The checked O_PATH descriptor opened for reading: its /proc/self/fd link leads to that file and
-        // no other. Without /proc, the name is opened again and must be the same file.
-        let link = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&fd));
-        match nix::fcntl::open(link.as_str(), flags - OFlag::O_NOFOLLOW, Mode::empty()) {
-            Ok(opened) => Ok(opened),
-            Err(Errno::ENOENT) => {
-                let dir = parent.as_ref().map_or(self.fd.as_fd(), |d| d.as_fd());
-                let name = parts.last().map_or(std::ffi::OsStr::new("."), |p| p.as_os_str());
-                let opened = nix::fcntl::openat(dir, name, flags | OFlag::O_NOFOLLOW, Mode::empty()).map_err(refuse)?;
-                let (a, b) = (fstat(&fd).map_err(refuse)?, fstat(&opened).map_err(refuse)?);
-                if (a.st_dev, a.st_ino) != (b.st_dev, b.st_ino) {
-                    return Err(refuse(Errno::EXDEV));
-                }
-                Ok(opened)
-            }
-            Err(e) => Err(refuse(e)),
-        }
+        walk_beneath(self.fd.as_fd(), keep_mount, rel, flags).map_err(|e| HostReadError::from_open(shown, e))
     }
 
     /// Opens the regular file at `path` under the store, checked as [`StoreDir::read`] checks it; for
@@ -435,22 +378,102 @@ pub enum EntryKind {
 
 static NO_OPENAT2: AtomicBool = AtomicBool::new(false);
 
+/// The component walk `openat2` does in one call, where the kernel has no `openat2` (before 5.6, or a
+/// seccomp filter that fails it): `rel` opened beneath `root`, each directory with `O_NOFOLLOW` and
+/// `O_PATH` (which opens nothing on the file system's side), `..` and absolute components refused. With
+/// `keep_mount` (the root's [`MountId`]) every component is also checked to be on that mount before
+/// anything is opened through it, as `RESOLVE_NO_XDEV` does: the last one is first opened `O_PATH`,
+/// checked, then opened for real through that very descriptor (`/proc/self/fd`), so a mount made in
+/// between is not reached either. Errors are those `openat2` gives: ELOOP for a symlink, EXDEV for a way out.
+fn walk_beneath(root: BorrowedFd<'_>, keep_mount: Option<MountId>, rel: &Path, flags: OFlag) -> Result<OwnedFd, Errno> {
+    let parts: Vec<_> = rel.components().collect();
+    let mut parent: Option<OwnedFd> = None;
+    let mut cur: Option<OwnedFd> = None;
+    for (i, part) in parts.iter().enumerate() {
+        let name = match part {
+            Component::Normal(n) => *n,
+            Component::CurDir => std::ffi::OsStr::new("."),
+            _ => return Err(Errno::EXDEV),
+        };
+        let last = i + 1 == parts.len();
+        let f = if !last {
+            OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC
+        } else if keep_mount.is_some() {
+            OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | (flags & OFlag::O_DIRECTORY)
+        } else {
+            flags | OFlag::O_NOFOLLOW
+        };
+        let dir = cur.as_ref().map_or(root, |d| d.as_fd());
+        let fd = nix::fcntl::openat(dir, name, f, Mode::empty())?;
+        if let Some(want) = keep_mount {
+            let m = mount_of(&fd)?;
+            if m.dev != want.dev || (m.mnt_id.is_some() && want.mnt_id.is_some() && m.mnt_id != want.mnt_id) {
+                return Err(Errno::EXDEV);
+            }
+            // A symlink at the end is opened only as itself (O_PATH | O_NOFOLLOW, for its status).
+            let as_itself = last && flags.contains(OFlag::O_PATH | OFlag::O_NOFOLLOW);
+            if m.kind == libc::S_IFLNK && !as_itself {
+                return Err(Errno::ELOOP);
+            }
+        }
+        parent = cur.take();
+        cur = Some(fd);
+    }
+    let fd = cur.ok_or_else(|| Errno::EINVAL)?;
+    if keep_mount.is_none() || flags.contains(OFlag::O_PATH) {
+        return Ok(fd);
+    }
+    // The checked O_PATH descriptor opened for reading: its /proc/self/fd link leads to that file and
+    // no other. Without /proc, the name is opened again and must be the same file.
+    let link = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&fd));
+    match nix::fcntl::open(link.as_str(), flags - OFlag::O_NOFOLLOW, Mode::empty()) {
+        Ok(opened) => Ok(opened),
+        Err(Errno::ENOENT) => {
+            let dir = parent.as_ref().map_or(root, |d| d.as_fd());
+            let name = parts.last().map_or(std::ffi::OsStr::new("."), |p| p.as_os_str());
+            let opened = nix::fcntl::openat(dir, name, flags | OFlag::O_NOFOLLOW, Mode::empty())?;
+            let (a, b) = (fstat(&fd)?, fstat(&opened)?);
+            if (a.st_dev, a.st_ino) != (b.st_dev, b.st_ino) {
+                return Err(Errno::EXDEV);
+            }
+            Ok(opened)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Opens `rel` beneath the directory `root` with `openat2` (`RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS |
+/// RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV`), or, where the kernel has none, the equivalent component walk
+/// ([`walk_beneath`]): for code that holds a layer's root open and must stay in it.
+pub fn open_beneath_no_xdev(root: BorrowedFd<'_>, rel: &Path, flags: OFlag) -> io::Result<OwnedFd> {
+    let rel: &Path = if rel.as_os_str().is_empty() { Path::new(".") } else { rel };
+    let flags = flags | OFlag::O_CLOEXEC | OFlag::O_NOCTTY;
+    if !NO_OPENAT2.load(Ordering::Relaxed) {
+        let resolve = ResolveFlag::RESOLVE_BENEATH
+            | ResolveFlag::RESOLVE_NO_SYMLINKS
+            | ResolveFlag::RESOLVE_NO_MAGICLINKS
+            | ResolveFlag::RESOLVE_NO_XDEV;
+        match nix::fcntl::openat2(root, rel, nix::fcntl::OpenHow::new().flags(flags).resolve(resolve)) {
+            Ok(fd) => return Ok(fd),
+            Err(Errno::ENOSYS) => NO_OPENAT2.store(true, Ordering::Relaxed),
+            Err(Errno::EAGAIN | Errno::EPERM) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let m = mount_of(&root).map_err(io::Error::from)?;
+    walk_beneath(root, Some(m), rel, flags).map_err(io::Error::from)
+}
+
 /// The device, mount id and type of the file open at `fd`, from what the kernel has cached
 /// (`AT_STATX_DONT_SYNC`: a FUSE server is not asked, so a mount whose server never answers cannot hang
 /// the check that refuses it).
-fn mount_of(fd: &OwnedFd) -> Result<MountId, Errno> {
+fn mount_of(fd: &impl std::os::fd::AsRawFd) -> Result<MountId, Errno> {
     let mut st = std::mem::MaybeUninit::<libc::statx>::uninit();
     let flags = libc::AT_EMPTY_PATH | libc::AT_SYMLINK_NOFOLLOW | libc::AT_NO_AUTOMOUNT | libc::AT_STATX_DONT_SYNC;
     // SAFETY: statx writes at most one `struct statx` into `st`, which is that size; the path is a NUL-
     // terminated empty string and `fd` an open descriptor.
     let rc = unsafe {
-        libc::statx(
-            std::os::fd::AsRawFd::as_raw_fd(fd),
-            c"".as_ptr(),
-            flags,
-            libc::STATX_TYPE | libc::STATX_MNT_ID,
-            st.as_mut_ptr(),
-        )
+        libc::statx(fd.as_raw_fd(), c"".as_ptr(), flags, libc::STATX_TYPE | libc::STATX_MNT_ID, st.as_mut_ptr())
     };
     if rc < 0 {
         return Err(Errno::last());
