@@ -93,6 +93,8 @@ fn report_with(host: &Path, args: &[&str], no_openat2: bool) -> (Value, String, 
         // SAFETY: the hook only calls prctl, which is async-signal-safe.
         unsafe { cmd.pre_exec(|| crate::common::fail_syscall(libc::SYS_openat2, libc::ENOSYS)) };
     }
+    // Reaped below with wait4, which (unlike Child::wait) returns this child's own rusage.
+    #[allow(clippy::zombie_processes)]
     let mut child = cmd.spawn().expect("run ovlaudit");
     let drain = |mut r: Box<dyn Read + Send>| {
         std::thread::spawn(move || {
@@ -115,6 +117,7 @@ fn report_with(host: &Path, args: &[&str], no_openat2: bool) -> (Value, String, 
         }
         if started.elapsed() > Duration::from_secs(30) {
             let _ = child.kill();
+            let _ = child.wait();
             panic!("ovlaudit report did not finish within 30 s on a hostile tree");
         }
         std::thread::sleep(Duration::from_millis(20));

@@ -419,7 +419,7 @@ fn walk_beneath(root: BorrowedFd<'_>, keep_mount: Option<MountId>, rel: &Path, f
         parent = cur.take();
         cur = Some(fd);
     }
-    let fd = cur.ok_or_else(|| Errno::EINVAL)?;
+    let fd = cur.ok_or(Errno::EINVAL)?;
     if keep_mount.is_none() || flags.contains(OFlag::O_PATH) {
         return Ok(fd);
     }
