@@ -76,16 +76,45 @@ fn containers_json(records: &[(&str, &str)]) -> String {
 /// `ovlaudit report --format json --root HOST ARGS`, killed (and the test failed) after 30 s: a hang is
 /// exactly what these tests guard against. Returns the parsed report and the raw output.
 fn report(host: &Path, args: &[&str]) -> (Value, String) {
-    let mut child = Command::new(OVLAUDIT)
-        .args(["report", "--format", "json", "--root"])
-        .arg(host)
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run ovlaudit");
+    let (r, raw, _) = report_with(host, args, false);
+    (r, raw)
+}
+
+/// [`report`], optionally under a seccomp filter that fails `openat2` with ENOSYS (a kernel before 5.6, or
+/// a runtime's filter that does not know the call), so every metadata file is reached by the component
+/// walk instead. Also returns the run's peak resident memory (`ru_maxrss`, KiB).
+fn report_with(host: &Path, args: &[&str], no_openat2: bool) -> (Value, String, u64) {
+    use std::io::Read;
+    use std::os::unix::process::CommandExt;
+    let mut cmd = Command::new(OVLAUDIT);
+    cmd.args(["report", "--format", "json", "--root"]).arg(host).args(args);
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    if no_openat2 {
+        // SAFETY: the hook only calls prctl, which is async-signal-safe.
+        unsafe { cmd.pre_exec(|| crate::common::fail_syscall(libc::SYS_openat2, libc::ENOSYS)) };
+    }
+    // Reaped below with wait4, which (unlike Child::wait) returns this child's own rusage.
+    #[allow(clippy::zombie_processes)]
+    let mut child = cmd.spawn().expect("run ovlaudit");
+    let drain = |mut r: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut v = Vec::new();
+            let _ = r.read_to_end(&mut v);
+            v
+        })
+    };
+    let out = drain(Box::new(child.stdout.take().expect("stdout")));
+    let err = drain(Box::new(child.stderr.take().expect("stderr")));
+    let pid = child.id() as libc::pid_t;
     let started = Instant::now();
-    while child.try_wait().expect("wait").is_none() {
+    let (mut status, mut usage) = (0, std::mem::MaybeUninit::<libc::rusage>::zeroed());
+    loop {
+        // SAFETY: wait4 on our own child, writing into locals of the right types.
+        let rc = unsafe { libc::wait4(pid, &mut status, libc::WNOHANG, usage.as_mut_ptr()) };
+        assert!(rc >= 0, "wait4: {}", std::io::Error::last_os_error());
+        if rc == pid {
+            break;
+        }
         if started.elapsed() > Duration::from_secs(30) {
             let _ = child.kill();
             let _ = child.wait();
@@ -93,10 +122,12 @@ fn report(host: &Path, args: &[&str]) -> (Value, String) {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    let out = child.wait_with_output().expect("output");
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(out.status.success(), "report failed ({}): {}", out.status, String::from_utf8_lossy(&out.stderr));
-    (serde_json::from_str(&stdout).expect("one JSON document"), stdout)
+    // SAFETY: wait4 returned the child, so it filled the rusage.
+    let peak_kib = unsafe { usage.assume_init() }.ru_maxrss as u64;
+    let stdout = String::from_utf8_lossy(&out.join().expect("stdout")).into_owned();
+    let stderr = String::from_utf8_lossy(&err.join().expect("stderr")).into_owned();
+    assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "report failed ({status}): {stderr}");
+    (serde_json::from_str(&stdout).expect("one JSON document"), stdout, peak_kib)
 }
 
 fn findings<'a>(r: &'a Value, code: &str) -> Vec<&'a Value> {
@@ -333,7 +364,7 @@ fn sparse_files_adding_past_i64_are_capped_with_a_finding_not_wrapped() {
         u = upper.display(),
         b = i64::MAX as u64 - (1 << 20) + 2,
     );
-    let r = report_after_mounting(&setup, &host);
+    let r = report_after_mounting(&setup, &host, &[], false);
     let w = &r["containers"][0]["writable"];
     assert_eq!(w["apparent_bytes"], i64::MAX, "held at i64::MAX, not wrapped: {w}");
     assert_eq!(r["totals"]["writable_apparent_bytes"], i64::MAX);
@@ -539,8 +570,10 @@ fn a_mount_inside_a_users_store_is_not_crossed() {
     // would hang the audit. Here a tmpfs stands in for it, in a private mount namespace.
     let dir = s.join("overlay-containers");
     let setup = format!("mount -t tmpfs -o size=1m tmpfs '{d}'; echo '[]' > '{d}/containers.json'", d = dir.display());
-    let r = report_after_mounting(&setup, &host);
-    assert!(has_finding_at(&r, "metadata_refused", &dir.join("containers.json")), "{}", r["findings"]);
+    for no_openat2 in [false, true] {
+        let r = report_after_mounting(&setup, &host, &[], no_openat2);
+        assert!(has_finding_at(&r, "metadata_refused", &dir.join("containers.json")), "{}", r["findings"]);
+    }
 }
 
 #[test]
@@ -560,14 +593,23 @@ fn text_from_a_users_store_is_bounded_in_the_report() {
 }
 
 /// Runs the shell commands `setup` (mounts, files on them) in a private mount namespace, then
-/// `ovlaudit report --format json --root host` in it; the report must succeed.
-fn report_after_mounting(setup: &str, host: &Path) -> Value {
-    let script =
-        format!("set -e; {setup}; exec '{bin}' report --format json --root '{h}'", bin = OVLAUDIT, h = host.display());
-    let out = Command::new("unshare")
-        .args(["--mount", "--propagation", "private", "sh", "-c", &script])
-        .output()
-        .expect("run unshare");
+/// `ovlaudit report --format json --root host ARGS` in it; the report must succeed. With `no_openat2`, all
+/// of it runs under a seccomp filter that fails `openat2` with ENOSYS (see [`report_with`]).
+fn report_after_mounting(setup: &str, host: &Path, args: &[&str], no_openat2: bool) -> Value {
+    use std::os::unix::process::CommandExt;
+    let script = format!(
+        "set -e; {setup}; exec '{bin}' report --format json --root '{h}' {a}",
+        bin = OVLAUDIT,
+        h = host.display(),
+        a = args.join(" ")
+    );
+    let mut cmd = Command::new("unshare");
+    cmd.args(["--mount", "--propagation", "private", "sh", "-c", &script]);
+    if no_openat2 {
+        // SAFETY: the hook only calls prctl, which is async-signal-safe.
+        unsafe { cmd.pre_exec(|| crate::common::fail_syscall(libc::SYS_openat2, libc::ENOSYS)) };
+    }
+    let out = cmd.output().expect("run unshare");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     serde_json::from_slice(&out.stdout).expect("one JSON document")
 }
@@ -628,4 +670,108 @@ fn a_symlink_in_a_writable_layer_never_makes_a_nested_engine() {
     assert_eq!(nested[0]["root"], Path::new("/").join(real).to_str().expect("utf-8"), "{raw}");
     assert_eq!(nested[0]["nested_in"]["container_name"], "c1");
     assert_eq!(nested[0]["nested_in"]["mount_type"], "writable_layer");
+}
+
+/// Without `openat2` (here a seccomp filter failing it with ENOSYS, as a kernel before 5.6 would), the
+/// component walk that takes its place refuses what `openat2` refuses and reads everything else.
+#[test]
+fn without_openat2_the_component_walk_refuses_links_and_reads_the_rest() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let (host, s) = host_with_rootless_store(tmp.path());
+    let secret = tmp.path().join("root-only/id_ed25519");
+    write(&secret, "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQ\n");
+    fs::set_permissions(&secret, fs::Permissions::from_mode(0o600)).expect("chmod");
+    let lower = s.join("overlay").join(RW).join("lower");
+    fs::remove_file(&lower).expect("rm");
+    symlink(&secret, &lower).expect("symlink");
+    // A link in a component on the way: overlay-images is a link to a directory elsewhere.
+    let elsewhere = tmp.path().join("elsewhere");
+    write(&elsewhere.join("images.json"), &format!(r#"[{{"id":"{EVIL}","names":["evil:1"],"layer":"{BASE}"}}]"#));
+    fs::rename(s.join("overlay-images"), s.join("overlay-images.real")).expect("rename");
+    symlink(&elsewhere, s.join("overlay-images")).expect("symlink");
+
+    let (r, raw, _) = report_with(&host, &[], true);
+    let host_lower = Path::new("/home/mallory/.local/share/containers/storage/overlay").join(RW).join("lower");
+    assert!(has_finding_at(&r, "metadata_refused", &host_lower), "the linked lower file:\n{raw}");
+    assert!(has_finding_at(&r, "metadata_refused", &s.join("overlay-images/images.json")), "{raw}");
+    assert!(!raw.contains("OPENSSH") && !raw.contains("b3BlbnNz") && !raw.contains("evil:1"), "{raw}");
+    // The regular files were read: the container, its writable layer walked.
+    let ids: Vec<&str> =
+        r["containers"].as_array().expect("containers").iter().filter_map(|c| c["id"].as_str()).collect();
+    assert_eq!(ids, vec![CTR], "{raw}");
+    assert_eq!(r["containers"][0]["writable"]["apparent_bytes"], 6, "hello\\n: {raw}");
+    // The same findings as with openat2.
+    let (with, _) = report(&host, &[]);
+    let codes = |r: &Value| {
+        let mut c: Vec<String> = r["findings"]
+            .as_array()
+            .expect("findings")
+            .iter()
+            .map(|f| format!("{} {}", f["code"], f["path"]))
+            .collect();
+        c.sort();
+        c
+    };
+    assert_eq!(codes(&r), codes(&with));
+}
+
+/// An orphan candidate of a user's store is sized through the store's descriptor: a file system the user
+/// mounted on it (a FUSE server could answer anything, or never) is not walked, with openat2 or without.
+#[test]
+fn an_orphan_with_a_mount_on_it_in_a_users_store_is_not_sized_through_the_mount() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let (host, s) = host_with_rootless_store(tmp.path());
+    let orphan = s.join("overlay").join(EVIL);
+    fs::create_dir_all(orphan.join("diff")).expect("mkdir");
+    chown_tree(&host.join("home/mallory"), USER);
+    let setup = format!(
+        "mount -t tmpfs -o size=4m tmpfs '{o}'; head -c 2097152 /dev/zero > '{o}/mounted-file'",
+        o = orphan.display()
+    );
+    let host_orphan = Path::new("/home/mallory/.local/share/containers/storage/overlay").join(EVIL);
+    for no_openat2 in [false, true] {
+        let r = report_after_mounting(&setup, &host, &["--orphan-min-age", "0"], no_openat2);
+        let sized: Vec<&Value> = r["orphans"]
+            .as_array()
+            .expect("orphans")
+            .iter()
+            .filter(|o| o["path"].as_str() == host_orphan.to_str())
+            .collect();
+        assert!(sized.is_empty(), "sized through the mount (openat2 {}): {sized:?}", !no_openat2);
+        assert!(has_finding_at(&r, "metadata_refused", &host_orphan), "{}", r["findings"]);
+    }
+    // Unmounted, the same directory is an orphan like any other.
+    let (r, raw) = report(&host, &["--orphan-min-age", "0"]);
+    assert!(
+        r["orphans"].as_array().expect("orphans").iter().any(|o| o["path"].as_str() == host_orphan.to_str()),
+        "{raw}"
+    );
+}
+
+/// A writable layer with one directory of 40,000 subdirectories with 200-byte names (8 MB of names) is
+/// walked in a bounded amount of memory: the report's peak RSS is within a few MiB of the same report
+/// without that directory (it held every name twice over before, some 17 MB more), and every entry is
+/// counted once.
+#[test]
+fn a_directory_of_many_long_named_subdirectories_is_walked_in_bounded_memory() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let (host, s) = host_with_rootless_store(tmp.path());
+    let (_, _, small_kib) = report_with(&host, &[], false);
+    let wide = s.join("overlay").join(RW).join("diff/wide");
+    let n = 40_000;
+    for i in 0..n {
+        let d = wide.join(format!("{i:06}{}", "w".repeat(194)));
+        fs::create_dir_all(&d).expect("mkdir");
+        if i % 10 == 0 {
+            fs::write(d.join("f"), b"abc").expect("write");
+        }
+    }
+    let (r, raw, wide_kib) = report_with(&host, &[], false);
+    let w = &r["containers"][0]["writable"];
+    assert_eq!(w["dirs"], n + 1, "{w}");
+    assert_eq!(w["files"], 1 + n / 10, "{w}");
+    assert_eq!(w["apparent_bytes"], 6 + 3 * (n / 10), "{w}");
+    assert_eq!(w["errors"], 0, "{raw}");
+    let grown = wide_kib.saturating_sub(small_kib);
+    assert!(grown < 6 * 1024, "peak RSS grew by {grown} KiB ({small_kib} -> {wide_kib} KiB)");
 }

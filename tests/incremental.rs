@@ -353,35 +353,7 @@ fn a_write_through_a_memory_map_is_found_by_the_reconciliation_walk() {
 /// Installs, in the calling process, a seccomp filter that fails `fanotify_init` with EPERM (as the unit's
 /// `SystemCallFilter=~@privileged` would without the line that allows it).
 fn deny_fanotify_init() -> std::io::Result<()> {
-    #[cfg(target_arch = "x86_64")]
-    const ARCH: u32 = 0xc000_003e;
-    #[cfg(target_arch = "aarch64")]
-    const ARCH: u32 = 0xc000_00b7;
-    let f = |code: u16, jt: u8, jf: u8, k: u32| libc::sock_filter { code, jt, jf, k };
-    const LD_ABS_W: u16 = 0x20;
-    const JEQ_K: u16 = 0x15;
-    const RET_K: u16 = 0x06;
-    let prog = [
-        f(LD_ABS_W, 0, 0, 4), // seccomp_data.arch
-        f(JEQ_K, 1, 0, ARCH),
-        f(RET_K, 0, 0, libc::SECCOMP_RET_ALLOW),
-        f(LD_ABS_W, 0, 0, 0), // seccomp_data.nr
-        f(JEQ_K, 0, 1, libc::SYS_fanotify_init as u32),
-        f(RET_K, 0, 0, libc::SECCOMP_RET_ERRNO | libc::EPERM as u32),
-        f(RET_K, 0, 0, libc::SECCOMP_RET_ALLOW),
-    ];
-    let fprog = libc::sock_fprog { len: prog.len() as u16, filter: prog.as_ptr().cast_mut() };
-    // SAFETY: prctl with these arguments reads only `fprog`, which points at `prog`, alive for the call.
-    let rc = unsafe {
-        if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        libc::prctl(libc::PR_SET_SECCOMP, libc::SECCOMP_MODE_FILTER, &fprog as *const libc::sock_fprog)
-    };
-    if rc != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(())
+    crate::common::fail_syscall(libc::SYS_fanotify_init, libc::EPERM)
 }
 
 /// Without fanotify (here a seccomp filter) the agent says why once and walks every layer, as before.

@@ -173,8 +173,14 @@ pub fn analyze_layer(
     budget: &Budget,
 ) -> Result<LayerAnalysis, CopyUpError> {
     let upper_root = open_root(upper).map_err(|source| CopyUpError { path: upper.to_owned(), source })?;
-    let mut a =
-        Analyzer { xattrs, budget, out: LayerAnalysis::default(), seen: HashSet::new(), lower_roots: Vec::new() };
+    let mut a = Analyzer {
+        xattrs,
+        budget,
+        out: LayerAnalysis::default(),
+        seen: HashSet::new(),
+        lower_roots: Vec::new(),
+        held: 0,
+    };
     for l in lowers {
         match open_root(l) {
             Ok(fd) => a.lower_roots.push(Some(fd)),
@@ -185,11 +191,11 @@ pub fn analyze_layer(
         }
     }
     let all: Vec<usize> = (0..lowers.len()).filter(|&i| a.lower_roots[i].is_some()).collect();
-    // Directories still to analyse: their path below the layer root, and the lower layers whose
-    // directory at that path shows through it, top first.
-    let mut pending: Vec<(Vec<u8>, Vec<usize>)> = vec![(Vec::new(), all)];
-    while let Some((rel, visible)) = pending.pop() {
-        a.directory(&upper_root, &rel, &visible, &mut pending);
+    let mut pending = vec![Pending { rel: Vec::new(), visible: all, resume: None }];
+    let mut buf = crate::walk::DentsBuf::new();
+    while let Some(p) = pending.pop() {
+        a.held -= p.rel.len();
+        a.directory(&upper_root, p, &mut buf, &mut pending);
     }
     let out = &mut a.out;
     out.largest.sort_by(|x, y| y.apparent_bytes.cmp(&x.apparent_bytes).then_with(|| x.path.cmp(&y.path)));
@@ -276,7 +282,22 @@ struct Analyzer<'b> {
     /// (dev, ino) of upper files with more than one link, so each counts once.
     seen: HashSet<(u64, u64)>,
     lower_roots: Vec<Option<OwnedFd>>,
+    /// Bytes of paths in the pending directories.
+    held: usize,
 }
+
+/// A directory still to analyse: its path below the layer root, the lower layers whose directory at that
+/// path shows through it (top first), and where its listing stopped when it was listed in parts.
+struct Pending {
+    rel: Vec<u8>,
+    visible: Vec<usize>,
+    resume: Option<libc::off_t>,
+}
+
+/// Bytes of pending directory paths the analysis holds before it pauses a directory's listing (resumed
+/// from its position once what was queued is done): a directory of 100,000 subdirectories with long
+/// names costs this much, not 25 MB.
+const PENDING_PATHS: usize = 256 * 1024;
 
 /// What a name is in one layer's directory.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -303,14 +324,18 @@ impl Analyzer<'_> {
         self.lower_roots.get(i).and_then(|f| f.as_ref()).map(|f| f.as_raw_fd())
     }
 
-    /// Analyses one directory of the upper layer: every entry in it, queueing its subdirectories.
+    /// Analyses one directory of the upper layer (from where its listing stopped, when it is listed in
+    /// parts): every entry in it, queueing its subdirectories. Once the queue holds [`PENDING_PATHS`] of
+    /// paths, the rest of the directory is queued as one more item under the subdirectories found so far.
     fn directory(
         &mut self,
         upper_root: &OwnedFd,
-        rel: &[u8],
-        visible: &[usize],
-        pending: &mut Vec<(Vec<u8>, Vec<usize>)>,
+        at: Pending,
+        buf: &mut crate::walk::DentsBuf,
+        pending: &mut Vec<Pending>,
     ) {
+        let Pending { rel, visible, resume } = at;
+        let rel = &rel[..];
         let dir = match open_beneath(upper_root.as_raw_fd(), rel) {
             Ok(d) => d,
             Err(_) => {
@@ -318,101 +343,141 @@ impl Analyzer<'_> {
                 return;
             }
         };
+        // SAFETY: lseek on a descriptor this function owns; no memory is passed.
+        if resume.is_some_and(|pos| unsafe { libc::lseek(dir.as_raw_fd(), pos, libc::SEEK_SET) } < 0) {
+            self.out.errors += 1;
+            return;
+        }
         let lower_dirs: Vec<(usize, OwnedFd)> =
             visible.iter().filter_map(|&i| Some((i, open_beneath(self.lower_root(i)?, rel).ok()?))).collect();
-        let names = match list(dir.as_raw_fd()) {
-            Ok(n) => n,
+        let first_child = pending.len();
+        loop {
+            if self.held >= PENDING_PATHS && pending.len() > first_child {
+                // SAFETY: as above.
+                let pos = unsafe { libc::lseek(dir.as_raw_fd(), 0, libc::SEEK_CUR) };
+                if pos >= 0 {
+                    self.held += rel.len();
+                    pending.insert(first_child, Pending { rel: rel.to_vec(), visible, resume: Some(pos) });
+                    return;
+                }
+            }
+            let n = match buf.fill(dir.as_raw_fd()) {
+                Ok(0) => return,
+                Ok(n) => n,
+                Err(_) => {
+                    self.out.errors += 1;
+                    return;
+                }
+            };
+            let mut off = 0;
+            while off < n {
+                let (name, reclen) = buf.entry(off);
+                off += reclen;
+                let name = name.to_bytes();
+                if name != b"." && name != b".." {
+                    self.entry(&dir, rel, &lower_dirs, name, pending);
+                }
+            }
+        }
+    }
+
+    /// One entry of an upper directory open at `dir` (path `rel`), `lower_dirs` the lower directories
+    /// that show through it.
+    fn entry(
+        &mut self,
+        dir: &OwnedFd,
+        rel: &[u8],
+        lower_dirs: &[(usize, OwnedFd)],
+        name: &[u8],
+        pending: &mut Vec<Pending>,
+    ) {
+        let child = join(rel, name);
+        let Ok(cname) = CString::new(name) else { return };
+        let st = match fstatat(dir.as_raw_fd(), &cname) {
+            Ok(st) => st,
             Err(_) => {
                 self.out.errors += 1;
                 return;
             }
         };
-        for name in names {
-            let child = join(rel, &name);
-            let Ok(cname) = CString::new(name.clone()) else { continue };
-            let st = match fstatat(dir.as_raw_fd(), &cname) {
-                Ok(st) => st,
-                Err(_) => {
-                    self.out.errors += 1;
-                    continue;
-                }
-            };
-            let below = resolve(&lower_dirs, &cname);
-            match kind(&st) {
-                Kind::Whiteout => {
-                    self.out.whiteouts += 1;
-                    self.shadow(below, &lower_dirs, &cname, &child);
-                }
-                Kind::Dir => {
-                    let opaque = xattr_at(dir.as_raw_fd(), &cname, self.xattrs.opaque());
-                    let under = self.visible_below(&lower_dirs, &cname);
-                    if opaque {
-                        self.out.opaque_dirs += 1;
-                        if !under.is_empty() {
-                            self.shadow_tree(&under, &child);
-                        }
-                        pending.push((child, Vec::new()));
-                        continue;
+        let below = resolve(lower_dirs, &cname);
+        match kind(&st) {
+            Kind::Whiteout => {
+                self.out.whiteouts += 1;
+                self.shadow(below, lower_dirs, &cname, &child);
+            }
+            Kind::Dir => {
+                let opaque = xattr_at(dir.as_raw_fd(), &cname, self.xattrs.opaque());
+                let under = self.visible_below(lower_dirs, &cname);
+                if opaque {
+                    self.out.opaque_dirs += 1;
+                    if !under.is_empty() {
+                        self.shadow_tree(&under, &child);
                     }
-                    match below {
-                        Some((_, ls)) if kind(&ls) == Kind::Dir => self.out.copy_ups.dirs += 1,
-                        Some((_, ls)) if kind(&ls) != Kind::Whiteout => {
-                            self.out.copy_ups.replaced += 1;
-                            self.shadow(below, &lower_dirs, &cname, &child);
-                        }
-                        _ => {}
-                    }
-                    pending.push((child, under));
+                    self.queue(pending, child, Vec::new());
+                    return;
                 }
-                Kind::File => {
-                    let first = st.st_nlink <= 1 || self.seen.insert((st.st_dev, st.st_ino));
-                    let size = st.st_size as u64;
-                    self.out.files += 1;
-                    if first {
-                        self.out.bytes = crate::bytes::add(self.out.bytes, size);
-                        keep_largest(
-                            &mut self.out.largest,
-                            TopFile::new(&child, size, st.st_blocks as u64 * 512),
-                            |t| t.apparent_bytes,
-                        );
+                match below {
+                    Some((_, ls)) if kind(&ls) == Kind::Dir => self.out.copy_ups.dirs += 1,
+                    Some((_, ls)) if kind(&ls) != Kind::Whiteout => {
+                        self.out.copy_ups.replaced += 1;
+                        self.shadow(below, lower_dirs, &cname, &child);
                     }
-                    match below {
-                        Some((li, ls)) if kind(&ls) == Kind::File && first => {
-                            self.copy_up_file(&dir, &cname, &child, size, li, &lower_dirs, &ls)
-                        }
-                        // A second link to a copied-up inode was counted with the first.
-                        Some((_, ls)) if kind(&ls) == Kind::File => {}
-                        Some((_, ls)) if kind(&ls) != Kind::Whiteout => {
-                            self.out.copy_ups.replaced += 1;
-                            self.shadow(below, &lower_dirs, &cname, &child);
-                        }
-                        _ => {}
-                    }
+                    _ => {}
                 }
-                Kind::Symlink => {
-                    self.out.files += 1;
-                    self.out.bytes = crate::bytes::add(self.out.bytes, st.st_size as u64);
-                    match below {
-                        Some((li, ls)) if kind(&ls) == Kind::Symlink => {
-                            self.out.copy_ups.symlinks += 1;
-                            let lower = lower_dirs.iter().find(|(i, _)| *i == li).map(|(_, fd)| fd.as_raw_fd());
-                            let same = lower.is_some_and(|l| {
+                self.queue(pending, child, under);
+            }
+            Kind::File => {
+                let first = st.st_nlink <= 1 || self.seen.insert((st.st_dev, st.st_ino));
+                let size = st.st_size as u64;
+                self.out.files += 1;
+                if first {
+                    self.out.bytes = crate::bytes::add(self.out.bytes, size);
+                    keep_largest(&mut self.out.largest, TopFile::new(&child, size, st.st_blocks as u64 * 512), |t| {
+                        t.apparent_bytes
+                    });
+                }
+                match below {
+                    Some((li, ls)) if kind(&ls) == Kind::File && first => {
+                        self.copy_up_file(dir, &cname, &child, size, li, lower_dirs, &ls)
+                    }
+                    // A second link to a copied-up inode was counted with the first.
+                    Some((_, ls)) if kind(&ls) == Kind::File => {}
+                    Some((_, ls)) if kind(&ls) != Kind::Whiteout => {
+                        self.out.copy_ups.replaced += 1;
+                        self.shadow(below, lower_dirs, &cname, &child);
+                    }
+                    _ => {}
+                }
+            }
+            Kind::Symlink => {
+                self.out.files += 1;
+                self.out.bytes = crate::bytes::add(self.out.bytes, st.st_size as u64);
+                match below {
+                    Some((li, ls)) if kind(&ls) == Kind::Symlink => {
+                        self.out.copy_ups.symlinks += 1;
+                        let lower = lower_dirs.iter().find(|(i, _)| *i == li).map(|(_, fd)| fd.as_raw_fd());
+                        let same = lower.is_some_and(|l| {
                                 matches!((readlink(dir.as_raw_fd(), &cname), readlink(l, &cname)), (Ok(a), Ok(b)) if a == b)
                             });
-                            if same {
-                                self.out.copy_ups.identical_symlinks += 1;
-                            }
+                        if same {
+                            self.out.copy_ups.identical_symlinks += 1;
                         }
-                        Some((_, ls)) if kind(&ls) != Kind::Whiteout => {
-                            self.out.copy_ups.replaced += 1;
-                            self.shadow(below, &lower_dirs, &cname, &child);
-                        }
-                        _ => {}
                     }
+                    Some((_, ls)) if kind(&ls) != Kind::Whiteout => {
+                        self.out.copy_ups.replaced += 1;
+                        self.shadow(below, lower_dirs, &cname, &child);
+                    }
+                    _ => {}
                 }
-                Kind::Other => {}
             }
+            Kind::Other => {}
         }
+    }
+
+    fn queue(&mut self, pending: &mut Vec<Pending>, rel: Vec<u8>, visible: Vec<usize>) {
+        self.held += rel.len();
+        pending.push(Pending { rel, visible, resume: None });
     }
 
     /// A regular file over a lower regular file: classify its content.
@@ -629,33 +694,13 @@ fn read_full(f: &mut std::fs::File, buf: &mut [u8]) -> io::Result<usize> {
     Ok(n)
 }
 
-const RESOLVE_FLAGS: u64 = 0x01 /* NO_XDEV */ | 0x02 /* NO_MAGICLINKS */ | 0x04 /* NO_SYMLINKS */ | 0x08 /* BENEATH */;
-
-#[repr(C)]
-struct OpenHow {
-    flags: u64,
-    mode: u64,
-    resolve: u64,
-}
-
-/// `openat2(dirfd, rel, flags)` beneath `dirfd`, following no symlink and crossing no mount.
+/// Opens `rel` beneath the open directory `dirfd`: no symlink in any component, no mount crossed
+/// (`openat2`, or the equivalent component walk where the kernel has none: [`crate::hostfs`]).
 fn openat2(dirfd: RawFd, rel: &[u8], flags: libc::c_int) -> io::Result<OwnedFd> {
-    let path = if rel.is_empty() {
-        CString::from(c".")
-    } else {
-        CString::new(rel).map_err(|_| io::ErrorKind::InvalidInput)?
-    };
-    let how = OpenHow { flags: (flags | libc::O_CLOEXEC | libc::O_NOCTTY) as u64, mode: 0, resolve: RESOLVE_FLAGS };
-    // SAFETY: `path` is a NUL-terminated string and `how` a live `struct open_how` of the size passed; the
-    // kernel reads both during the call only.
-    let fd = unsafe {
-        libc::syscall(libc::SYS_openat2, dirfd, path.as_ptr(), &how as *const OpenHow, std::mem::size_of::<OpenHow>())
-    };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: the kernel returned a new descriptor that nothing else owns.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+    let rel = Path::new(OsStr::from_bytes(rel));
+    // SAFETY: every caller passes a descriptor it holds open for the whole call.
+    let dir = unsafe { std::os::fd::BorrowedFd::borrow_raw(dirfd) };
+    crate::hostfs::open_beneath_no_xdev(dir, rel, nix::fcntl::OFlag::from_bits_truncate(flags))
 }
 
 fn open_beneath(root: RawFd, rel: &[u8]) -> io::Result<OwnedFd> {
@@ -742,6 +787,28 @@ mod tests {
         // SAFETY: a NUL-terminated path; mknod of a character device 0/0 (needs CAP_MKNOD, as in the tests).
         let rc = unsafe { libc::mknod(c.as_ptr(), libc::S_IFCHR | 0o600, 0) };
         assert_eq!(rc, 0, "mknod {}: {}", p.display(), io::Error::last_os_error());
+    }
+
+    #[test]
+    fn a_directory_wider_than_the_pending_budget_is_analysed_in_parts_each_entry_once() {
+        let t = tempfile::tempdir().expect("tempdir");
+        let (lower, upper) = (t.path().join("lower"), t.path().join("upper"));
+        // 3000 subdirectories with 200-byte names: over twice PENDING_PATHS of queued paths.
+        let n = 3000;
+        assert!(n * 205 > 2 * PENDING_PATHS);
+        for i in 0..n {
+            let name = format!("wide/{i:05}{}", "n".repeat(195));
+            fs::create_dir_all(upper.join(&name)).expect("mkdir");
+            if i % 10 == 0 {
+                write(&lower.join(&name).join("f"), b"same");
+                write(&upper.join(&name).join("f"), b"same");
+            }
+        }
+        let a = analyze_layer(&upper, &[lower], OverlayXattrs::Trusted, &Budget::new(1 << 20)).expect("analyze");
+        assert_eq!(a.errors, 0);
+        assert_eq!(a.files as usize, n / 10);
+        assert_eq!(a.copy_ups.identical_files as usize, n / 10);
+        assert_eq!(a.copy_ups.dirs as usize, 1 + n / 10, "wide, and each subdirectory with a copy-up");
     }
 
     #[test]

@@ -217,11 +217,71 @@ pub struct OrphanCandidate {
     pub detail: String,
 }
 
-/// Sizes orphan candidates, holding back those changed within `min_age` (a finding) and those a live
-/// mount uses (a finding: never an orphan).
+/// An orphan candidate as found through its store's descriptor.
+#[derive(Debug, Default)]
+pub struct OrphanSize {
+    /// Apparent bytes (a directory: everything below it, each inode once).
+    pub apparent: u64,
+    /// Allocated bytes.
+    pub allocated: u64,
+    /// When it last changed.
+    pub modified: Option<std::time::SystemTime>,
+    /// Entries below a directory that could not be read (the size is then a lower bound), and a few of them.
+    pub errors: u64,
+    /// What the first unreadable entries were.
+    pub error_samples: Vec<String>,
+}
+
+/// Sizes the orphan candidate at `path` under `store` as every metadata file is reached: its status read
+/// with no symlink followed in any component, a directory walked from a descriptor opened beneath the
+/// store's root the same way (and, in a user's store, on the store's own mount), so a component swapped for
+/// a link after the candidate was listed leads nowhere. Not found: it went away since it was listed.
+pub fn size_orphan(
+    store: &std::sync::Arc<crate::hostfs::StoreDir>,
+    path: &Path,
+) -> Result<OrphanSize, crate::hostfs::HostReadError> {
+    let st = store.metadata(path)?;
+    let modified = u64::try_from(st.st_mtime).ok().map(|secs| {
+        std::time::UNIX_EPOCH + std::time::Duration::new(secs, u32::try_from(st.st_mtime_nsec).unwrap_or(0))
+    });
+    if st.st_mode & libc::S_IFMT != libc::S_IFDIR {
+        let blocks = u64::try_from(st.st_blocks).unwrap_or(0).saturating_mul(512);
+        return Ok(OrphanSize {
+            apparent: u64::try_from(st.st_size).unwrap_or(0),
+            allocated: blocks,
+            modified,
+            ..OrphanSize::default()
+        });
+    }
+    let spec = LayerSpec {
+        upperdir: Some(path.to_path_buf()),
+        xattrs: crate::usage::OverlayXattrs::Trusted,
+        beneath: Some(store.clone()),
+        exclude: Vec::new(),
+    };
+    let walk = crate::walk::Walk::new(vec![spec], 0, None);
+    walk.work();
+    match walk.take(0) {
+        Ok(u) => Ok(OrphanSize {
+            apparent: u.apparent_bytes,
+            allocated: u.allocated_bytes,
+            modified,
+            errors: u.errors,
+            error_samples: u.error_samples,
+        }),
+        Err(e) if e.source.kind() == std::io::ErrorKind::NotFound => {
+            Err(crate::hostfs::HostReadError::NotFound { path: path.to_owned() })
+        }
+        Err(e) => Err(crate::hostfs::HostReadError::Io { path: path.to_owned(), source: e.source }),
+    }
+}
+
+/// Sizes orphan candidates through `store` ([`size_orphan`]), holding back those changed within `min_age`
+/// (a finding) and those a live mount uses (a finding: never an orphan).
 pub fn settle_orphans(
     candidates: Vec<OrphanCandidate>,
     runtime: &str,
+    store: &std::sync::Arc<crate::hostfs::StoreDir>,
     host: &HostView<'_>,
     findings: &mut Findings,
 ) -> Vec<Orphan> {
@@ -237,11 +297,21 @@ pub fn settle_orphans(
             );
             continue;
         }
-        let meta = match std::fs::symlink_metadata(&c.path) {
-            Ok(m) => m,
-            Err(_) => continue, // gone since it was listed
+        // The status first (a recent candidate is held back unwalked), then the size.
+        let modified = match store.metadata(&c.path) {
+            Ok(st) => u64::try_from(st.st_mtime).ok().map(|secs| {
+                std::time::UNIX_EPOCH + std::time::Duration::new(secs, u32::try_from(st.st_mtime_nsec).unwrap_or(0))
+            }),
+            Err(e) if e.is_not_found() => continue, // gone since it was listed
+            Err(e) => {
+                findings.warn(
+                    e.code("orphan_partly_unreadable"),
+                    format!("cannot size an orphan: {e}"),
+                    Some(&c.host_path),
+                );
+                continue;
+            }
         };
-        let modified = meta.modified().ok();
         if modified.is_some_and(|t| now.duration_since(t).unwrap_or_default() < host.opts.orphan_min_age) {
             findings.info(
                 "orphan_candidate_recent",
@@ -254,33 +324,26 @@ pub fn settle_orphans(
             );
             continue;
         }
-        let (apparent, allocated) = if meta.is_dir() {
-            match crate::usage::measure_writable_layer(&c.path, crate::usage::OverlayXattrs::Trusted) {
-                Ok(u) => {
-                    if u.errors > 0 {
-                        findings.warn(
-                            "orphan_partly_unreadable",
-                            format!(
-                                "{} entries of an orphan could not be read, so its size is a lower bound",
-                                u.errors
-                            ),
-                            Some(&c.host_path),
-                        );
-                    }
-                    (u.apparent_bytes, u.allocated_bytes)
-                }
-                Err(e) => {
+        let (apparent, allocated) = match size_orphan(store, &c.path) {
+            Ok(u) => {
+                if u.errors > 0 {
                     findings.warn(
                         "orphan_partly_unreadable",
-                        format!("cannot size an orphan: {e}"),
+                        format!("{} entries of an orphan could not be read, so its size is a lower bound", u.errors),
                         Some(&c.host_path),
                     );
-                    (0, 0)
                 }
+                (u.apparent, u.allocated)
             }
-        } else {
-            use std::os::unix::fs::MetadataExt;
-            (meta.size(), meta.blocks().saturating_mul(512))
+            Err(e) if e.is_not_found() => continue,
+            Err(e) => {
+                findings.warn(
+                    e.code("orphan_partly_unreadable"),
+                    format!("cannot size an orphan: {e}"),
+                    Some(&c.host_path),
+                );
+                (0, 0)
+            }
         };
         out.push(Orphan {
             path: c.host_path.to_string_lossy().into_owned(),
@@ -382,5 +445,43 @@ pub fn writable_report(
         copy_ups: None,
         shadowed: None,
         nested_engines: Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::size_orphan;
+    use crate::hostfs::{HostReadError, StoreDir};
+    use std::os::unix::fs::symlink;
+    use std::path::Path;
+
+    #[test]
+    fn an_orphan_is_sized_beneath_its_store_never_through_a_link() {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let (store, outside) = (tmp.path().join("store"), tmp.path().join("outside"));
+        std::fs::create_dir_all(store.join("overlay/real/diff")).expect("mkdir");
+        std::fs::write(store.join("overlay/real/diff/f"), vec![b'x'; 5000]).expect("write");
+        std::fs::create_dir_all(outside.join("diff")).expect("mkdir");
+        std::fs::write(outside.join("diff/big"), vec![b'y'; 100_000]).expect("write");
+        // A candidate swapped for a link after it was listed, and a link in a component above one.
+        symlink(&outside, store.join("overlay/swapped")).expect("symlink");
+        symlink(&outside, store.join("linked")).expect("symlink");
+        std::fs::write(store.join("overlay/short"), "").expect("write");
+        let dir = std::sync::Arc::new(StoreDir::open(&store).expect("open"));
+
+        let real = size_orphan(&dir, &store.join("overlay/real")).expect("sized");
+        assert_eq!(real.apparent, 5000);
+        assert!(real.modified.is_some() && real.errors == 0);
+        // The link as a file of its own (a short link is one), never what it points to.
+        let swapped = size_orphan(&dir, &store.join("overlay/swapped")).expect("the link itself");
+        assert!(swapped.apparent < 1000, "{swapped:?}");
+        for p in ["linked/diff", "overlay/swapped/diff", "../outside"] {
+            match size_orphan(&dir, &store.join(p)) {
+                Err(HostReadError::Refused { .. }) => {}
+                other => panic!("{p}: {other:?}"),
+            }
+        }
+        assert!(size_orphan(&dir, Path::new("overlay/gone")).is_err_and(|e| e.is_not_found()));
+        assert_eq!(size_orphan(&dir, Path::new("overlay/short")).expect("file").apparent, 0);
     }
 }

@@ -19,7 +19,7 @@ use nix::sys::stat::{fstat, Mode, SFlag};
 use std::ffi::OsString;
 use std::fs::File;
 use std::io::{self, Read};
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -127,6 +127,16 @@ pub struct StoreDir {
     path: PathBuf,
     fd: OwnedFd,
     owner: u32,
+    /// The root directory's device and mount, which the component walk keeps to in a user's store.
+    mount: Option<MountId>,
+}
+
+/// Which mount a file is reached through: its device, and the mount's id where the kernel tells it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct MountId {
+    dev: u64,
+    mnt_id: Option<u64>,
+    kind: u32,
 }
 
 impl StoreDir {
@@ -149,7 +159,8 @@ impl StoreDir {
 
     fn from_fd(path: &Path, fd: OwnedFd) -> io::Result<StoreDir> {
         let st = fstat(&fd).map_err(io::Error::from)?;
-        Ok(StoreDir { path: path.to_owned(), fd, owner: st.st_uid })
+        let mount = mount_of(&fd).ok();
+        Ok(StoreDir { path: path.to_owned(), fd, owner: st.st_uid, mount })
     }
 
     /// Where this process reads the store.
@@ -219,36 +230,26 @@ impl StoreDir {
                 // No openat2 (kernel before 5.6, or a seccomp filter that does not know it): walk instead.
                 Err(Errno::ENOSYS) => NO_OPENAT2.store(true, Ordering::Relaxed),
                 Err(Errno::EAGAIN) => {} // a rename raced the lookup: the walk below retries once, safely
+                // Older container runtimes' default seccomp profiles fail system calls they do not know with
+                // EPERM. The walk tells: when it opens what openat2 was refused, the filter was the cause.
+                Err(Errno::EPERM) => {
+                    let walked = self.walk_open(rel, shown, flags);
+                    if walked.is_ok() {
+                        NO_OPENAT2.store(true, Ordering::Relaxed);
+                    }
+                    return walked;
+                }
                 Err(e) => return Err(HostReadError::from_open(shown, e)),
             }
         }
         self.walk_open(rel, shown, flags)
     }
 
-    /// The component walk `openat2` does in one call: each directory opened with `O_NOFOLLOW`.
+    /// The component walk `openat2` does in one call ([`walk_beneath`]), keeping to the store root's mount
+    /// in a user's store.
     fn walk_open(&self, rel: &Path, shown: &Path, flags: OFlag) -> Result<OwnedFd, HostReadError> {
-        let parts: Vec<_> = rel.components().collect();
-        let mut cur: Option<OwnedFd> = None;
-        for (i, part) in parts.iter().enumerate() {
-            let name = match part {
-                Component::Normal(n) => *n,
-                Component::CurDir => std::ffi::OsStr::new("."),
-                _ => return Err(HostReadError::from_open(shown, Errno::EXDEV)),
-            };
-            let last = i + 1 == parts.len();
-            let f = if last {
-                flags | OFlag::O_NOFOLLOW
-            } else {
-                OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC
-            };
-            let dir = cur.as_ref().map_or(self.fd.as_fd(), |d| d.as_fd());
-            let fd = nix::fcntl::openat(dir, name, f, Mode::empty()).map_err(|e| HostReadError::from_open(shown, e))?;
-            cur = Some(fd);
-        }
-        match cur {
-            Some(fd) => Ok(fd),
-            None => Err(HostReadError::from_open(shown, Errno::EINVAL)),
-        }
+        let keep_mount = self.untrusted().then_some(self.mount).flatten();
+        walk_beneath(self.fd.as_fd(), keep_mount, rel, flags).map_err(|e| HostReadError::from_open(shown, e))
     }
 
     /// Opens the regular file at `path` under the store, checked as [`StoreDir::read`] checks it; for
@@ -337,16 +338,12 @@ impl StoreDir {
     }
 
     /// The status of `path` under the store, itself not followed if it is a symlink (`O_PATH`: opening it
-    /// reads nothing and cannot block); a symlink in a component before it is refused.
+    /// reads nothing and cannot block); a symlink in a component before it is refused, and so is, in a
+    /// user's store, a mount point on the way (its root included: what is mounted there is not the store's).
     pub fn metadata(&self, path: &Path) -> Result<nix::sys::stat::FileStat, HostReadError> {
         let rel = self.relative(path)?;
-        let (parent, name) = match (rel.parent(), rel.file_name()) {
-            (Some(p), Some(n)) => (p, n),
-            _ => return fstat(&self.fd).map_err(|e| HostReadError::Io { path: path.to_owned(), source: e.into() }),
-        };
-        let dir = self.open_at(parent, path, OFlag::O_PATH | OFlag::O_DIRECTORY)?;
-        nix::sys::stat::fstatat(&dir, name, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW)
-            .map_err(|e| HostReadError::from_open(path, e))
+        let fd = self.open_at(rel, path, OFlag::O_PATH | OFlag::O_NOFOLLOW)?;
+        fstat(&fd).map_err(|e| HostReadError::Io { path: path.to_owned(), source: e.into() })
     }
 
     /// Whether `path` under the store is a directory reached without a symlink.
@@ -380,6 +377,115 @@ pub enum EntryKind {
 }
 
 static NO_OPENAT2: AtomicBool = AtomicBool::new(false);
+
+/// The component walk `openat2` does in one call, where the kernel has no `openat2` (before 5.6, or a
+/// seccomp filter that fails it): `rel` opened beneath `root`, each directory with `O_NOFOLLOW` and
+/// `O_PATH` (which opens nothing on the file system's side), `..` and absolute components refused. With
+/// `keep_mount` (the root's [`MountId`]) every component is also checked to be on that mount before
+/// anything is opened through it, as `RESOLVE_NO_XDEV` does: the last one is first opened `O_PATH`,
+/// checked, then opened for real through that very descriptor (`/proc/self/fd`), so a mount made in
+/// between is not reached either. Errors are those `openat2` gives: ELOOP for a symlink, EXDEV for a way out.
+fn walk_beneath(root: BorrowedFd<'_>, keep_mount: Option<MountId>, rel: &Path, flags: OFlag) -> Result<OwnedFd, Errno> {
+    let parts: Vec<_> = rel.components().collect();
+    let mut parent: Option<OwnedFd> = None;
+    let mut cur: Option<OwnedFd> = None;
+    for (i, part) in parts.iter().enumerate() {
+        let name = match part {
+            Component::Normal(n) => *n,
+            Component::CurDir => std::ffi::OsStr::new("."),
+            _ => return Err(Errno::EXDEV),
+        };
+        let last = i + 1 == parts.len();
+        let f = if !last {
+            OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC
+        } else if keep_mount.is_some() {
+            OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | (flags & OFlag::O_DIRECTORY)
+        } else {
+            flags | OFlag::O_NOFOLLOW
+        };
+        let dir = cur.as_ref().map_or(root, |d| d.as_fd());
+        let fd = nix::fcntl::openat(dir, name, f, Mode::empty())?;
+        if let Some(want) = keep_mount {
+            let m = mount_of(&fd)?;
+            if m.dev != want.dev || (m.mnt_id.is_some() && want.mnt_id.is_some() && m.mnt_id != want.mnt_id) {
+                return Err(Errno::EXDEV);
+            }
+            // A symlink at the end is opened only as itself (O_PATH | O_NOFOLLOW, for its status).
+            let as_itself = last && flags.contains(OFlag::O_PATH | OFlag::O_NOFOLLOW);
+            if m.kind == libc::S_IFLNK && !as_itself {
+                return Err(Errno::ELOOP);
+            }
+        }
+        parent = cur.take();
+        cur = Some(fd);
+    }
+    let fd = cur.ok_or(Errno::EINVAL)?;
+    if keep_mount.is_none() || flags.contains(OFlag::O_PATH) {
+        return Ok(fd);
+    }
+    // The checked O_PATH descriptor opened for reading: its /proc/self/fd link leads to that file and
+    // no other. Without /proc, the name is opened again and must be the same file.
+    let link = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&fd));
+    match nix::fcntl::open(link.as_str(), flags - OFlag::O_NOFOLLOW, Mode::empty()) {
+        Ok(opened) => Ok(opened),
+        Err(Errno::ENOENT) => {
+            let dir = parent.as_ref().map_or(root, |d| d.as_fd());
+            let name = parts.last().map_or(std::ffi::OsStr::new("."), |p| p.as_os_str());
+            let opened = nix::fcntl::openat(dir, name, flags | OFlag::O_NOFOLLOW, Mode::empty())?;
+            let (a, b) = (fstat(&fd)?, fstat(&opened)?);
+            if (a.st_dev, a.st_ino) != (b.st_dev, b.st_ino) {
+                return Err(Errno::EXDEV);
+            }
+            Ok(opened)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Opens `rel` beneath the directory `root` with `openat2` (`RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS |
+/// RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV`), or, where the kernel has none, the equivalent component walk
+/// ([`walk_beneath`]): for code that holds a layer's root open and must stay in it.
+pub fn open_beneath_no_xdev(root: BorrowedFd<'_>, rel: &Path, flags: OFlag) -> io::Result<OwnedFd> {
+    let rel: &Path = if rel.as_os_str().is_empty() { Path::new(".") } else { rel };
+    let flags = flags | OFlag::O_CLOEXEC | OFlag::O_NOCTTY;
+    if !NO_OPENAT2.load(Ordering::Relaxed) {
+        let resolve = ResolveFlag::RESOLVE_BENEATH
+            | ResolveFlag::RESOLVE_NO_SYMLINKS
+            | ResolveFlag::RESOLVE_NO_MAGICLINKS
+            | ResolveFlag::RESOLVE_NO_XDEV;
+        match nix::fcntl::openat2(root, rel, nix::fcntl::OpenHow::new().flags(flags).resolve(resolve)) {
+            Ok(fd) => return Ok(fd),
+            Err(Errno::ENOSYS) => NO_OPENAT2.store(true, Ordering::Relaxed),
+            Err(Errno::EAGAIN | Errno::EPERM) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let m = mount_of(&root).map_err(io::Error::from)?;
+    walk_beneath(root, Some(m), rel, flags).map_err(io::Error::from)
+}
+
+/// The device, mount id and type of the file open at `fd`, from what the kernel has cached
+/// (`AT_STATX_DONT_SYNC`: a FUSE server is not asked, so a mount whose server never answers cannot hang
+/// the check that refuses it).
+fn mount_of(fd: &impl std::os::fd::AsRawFd) -> Result<MountId, Errno> {
+    let mut st = std::mem::MaybeUninit::<libc::statx>::uninit();
+    let flags = libc::AT_EMPTY_PATH | libc::AT_SYMLINK_NOFOLLOW | libc::AT_NO_AUTOMOUNT | libc::AT_STATX_DONT_SYNC;
+    // SAFETY: statx writes at most one `struct statx` into `st`, which is that size; the path is a NUL-
+    // terminated empty string and `fd` an open descriptor.
+    let rc = unsafe {
+        libc::statx(fd.as_raw_fd(), c"".as_ptr(), flags, libc::STATX_TYPE | libc::STATX_MNT_ID, st.as_mut_ptr())
+    };
+    if rc < 0 {
+        return Err(Errno::last());
+    }
+    // SAFETY: statx returned 0, so it filled the struct.
+    let st = unsafe { st.assume_init() };
+    Ok(MountId {
+        dev: libc::makedev(st.stx_dev_major, st.stx_dev_minor),
+        mnt_id: (st.stx_mask & libc::STATX_MNT_ID != 0).then_some(st.stx_mnt_id),
+        kind: u32::from(st.stx_mode) & libc::S_IFMT,
+    })
+}
 
 fn type_word(fmt: SFlag) -> &'static str {
     match fmt {
@@ -481,6 +587,38 @@ mod tests {
             assert!(matches!(e, Err(HostReadError::Refused { .. })), "{p}: {e:?}");
         }
         assert!(d.walk_open(Path::new("a/ok"), Path::new("a/ok"), OFlag::O_RDONLY).is_ok());
+    }
+
+    #[test]
+    fn the_component_walk_in_a_users_store_checks_every_component() {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let store = tmp.path().join("store");
+        std::fs::create_dir_all(store.join("a/b")).expect("mkdir");
+        std::fs::write(store.join("a/b/ok"), "value\n").expect("write");
+        std::fs::write(tmp.path().join("secret"), "secret").expect("write");
+        symlink("../../secret", store.join("a/link")).expect("symlink");
+        symlink("b", store.join("a/dirlink")).expect("symlink");
+        nix::unistd::mkfifo(&store.join("a/fifo"), Mode::from_bits_truncate(0o644)).expect("mkfifo");
+        std::os::unix::fs::chown(&store, Some(65534), None).expect("chown");
+        let d = StoreDir::open(&store).expect("open");
+        assert!(d.untrusted() && d.mount.is_some());
+        let walk = |p: &str, flags: OFlag| d.walk_open(Path::new(p), Path::new(p), flags | OFlag::O_NONBLOCK);
+        // A regular file is read through the checked O_PATH descriptor, reopened for reading.
+        let mut text = String::new();
+        File::from(walk("a/b/ok", OFlag::O_RDONLY).expect("reads")).read_to_string(&mut text).expect("read");
+        assert_eq!(text, "value\n");
+        for p in ["a/link", "a/dirlink/ok"] {
+            assert!(matches!(walk(p, OFlag::O_RDONLY), Err(HostReadError::Refused { .. })), "{p}");
+        }
+        // A FIFO is opened (non-blocking) for the type check that refuses it, never read.
+        let fifo = walk("a/fifo", OFlag::O_RDONLY).expect("opens without blocking");
+        assert_eq!(fstat(&fifo).expect("fstat").st_mode & SFlag::S_IFMT.bits(), SFlag::S_IFIFO.bits());
+        // A symlink's own status is still there to be had (O_PATH | O_NOFOLLOW), as the listing needs it.
+        let l = walk("a/link", OFlag::O_PATH | OFlag::O_NOFOLLOW).expect("the link itself");
+        assert_eq!(fstat(&l).expect("fstat").st_mode & SFlag::S_IFMT.bits(), SFlag::S_IFLNK.bits());
+        // The directory itself as the walker opens it.
+        assert!(walk("a/b", OFlag::O_RDONLY | OFlag::O_DIRECTORY).is_ok());
+        assert!(walk("a/b/ok", OFlag::O_RDONLY | OFlag::O_DIRECTORY).is_err());
     }
 
     #[test]

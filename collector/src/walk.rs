@@ -10,9 +10,13 @@
 //! worker is idle, a busy one opens one of its pending subdirectories and hands over the descriptor (never
 //! a path), so work moves between threads without a second lookup a container could race.
 //!
-//! Memory is bounded by the walk's depth, not the layer's size: a file is counted from the `statx` buffer
-//! and forgotten, names live in the `getdents64` buffer, the hard-link set holds only inodes with
-//! `nlink > 1`, and a top-files path is built only for a file larger than the current N-th largest.
+//! Memory is bounded by the walk's depth, not the layer's size or a directory's width: a file is counted
+//! from the `statx` buffer and forgotten, names live in the `getdents64` buffer, the hard-link set holds
+//! only inodes with `nlink > 1`, and a top-files path is built only for a file larger than the current N-th
+//! largest. The names of subdirectories still to visit are the one thing held per directory, and a worker
+//! holds at most [`PENDING_NAMES`] bytes of them: a directory with more subdirectories than that (100,000
+//! with long names are some 25 MB) is listed in parts, its listing paused at a buffer's end and resumed
+//! from the directory's position (`lseek`) once the subdirectories found so far are walked.
 
 use crate::usage::{OverlayXattrs, TopFile, UsageError, WritableUsage};
 use std::cmp::Reverse;
@@ -32,6 +36,13 @@ const MAX_ERROR_SAMPLES: usize = 5;
 const DENTS_BUF: usize = 64 * 1024;
 /// Subtrees handed over at most per idle worker; each holds one open descriptor while queued.
 const HANDOFF_PER_IDLE: usize = 2;
+/// Bytes of pending subdirectory names one worker holds before it pauses a listing: a directory whose
+/// subdirectories' names take more is walked in parts (each part's subdirectories in name order).
+pub const PENDING_NAMES: usize = 256 * 1024;
+/// `getdents64` buffer for a listing that goes on while the worker is over [`PENDING_NAMES`], and the
+/// names a directory may hold then before its listing pauses: small, so that a deep chain of wide
+/// directories holds little in each.
+const DENTS_BUF_OVER: usize = 4 * 1024;
 
 /// How to walk.
 #[derive(Debug, Clone, Copy)]
@@ -286,6 +297,7 @@ impl Pool<'_> {
                 samples: Vec::new(),
                 path: Vec::new(),
                 stack: Vec::new(),
+                held: 0,
             };
             walker.run(job, &mut buf);
             walker.merge();
@@ -346,6 +358,16 @@ struct Frame {
     /// Subdirectories still to visit: NUL-terminated names back to back, and where each starts.
     names: Vec<u8>,
     starts: Vec<u32>,
+    /// Where the listing was paused (the walker held [`PENDING_NAMES`] of names), to be resumed once
+    /// `names` is walked; `None` when the directory is listed to its end.
+    resume: Option<Resume>,
+}
+
+/// A paused listing: the directory's position (`lseek`), and what its markers said when it was opened.
+#[derive(Clone, Copy)]
+struct Resume {
+    pos: libc::off_t,
+    xattr_whiteouts: bool,
 }
 
 impl Frame {
@@ -386,6 +408,15 @@ impl Frame {
         self.names.truncate(start as usize);
         true
     }
+
+    /// Forgets the pending names, giving their memory back (a frame keeps its buffer between parts only
+    /// while it is small).
+    fn clear_names(&mut self) {
+        if self.names.capacity() > 4096 {
+            self.names = Vec::new();
+            self.starts = Vec::new();
+        }
+    }
 }
 
 struct Walker<'p, 'a> {
@@ -398,6 +429,8 @@ struct Walker<'p, 'a> {
     /// The current directory's path below the layer root.
     path: Vec<u8>,
     stack: Vec<Frame>,
+    /// Bytes of pending subdirectory names over the whole stack.
+    held: usize,
 }
 
 impl Walker<'_, '_> {
@@ -427,9 +460,14 @@ impl Walker<'_, '_> {
         let mut name = Vec::with_capacity(256);
         while let Some(top) = self.stack.last_mut() {
             if !top.pop_name(&mut name) {
-                self.leave();
+                if top.resume.is_some() {
+                    self.list_more(buf, root_id);
+                } else {
+                    self.leave();
+                }
                 continue;
             }
+            self.held -= name.len();
             let parent = top.fd.as_ref().map_or(-1, AsRawFd::as_raw_fd);
             let cname = CStr::from_bytes_with_nul(&name).unwrap_or(c"");
             match open_dir_checked(parent, cname, root_id) {
@@ -476,8 +514,12 @@ impl Walker<'_, '_> {
             path_len: self.path.len(),
             names: Vec::new(),
             starts: Vec::new(),
+            resume: None,
         });
-        if let Err(e) = self.list(raw, buf, root) {
+        // The layer root is the upperdir itself, never a directory that replaced a lower one.
+        let is_root = self.stack.len() == 1 && self.path.is_empty();
+        let xattr_whiteouts = self.dir_xattrs(raw, !is_root);
+        if let Err(e) = self.list(raw, buf, root, xattr_whiteouts) {
             self.error(None, &e);
         }
         if let Some(top) = self.stack.last_mut() {
@@ -498,6 +540,29 @@ impl Walker<'_, '_> {
         while self.pool.hungry() && self.share(root) {}
     }
 
+    /// Lists the next part of the directory on top of the stack, whose listing was paused and whose
+    /// subdirectories found so far are all walked: from where it stopped, through the same descriptor (or
+    /// one reopened and checked by (dev, ino) on the way back up, which `lseek` puts at the same place).
+    fn list_more(&mut self, buf: &mut DentsBuf, root: RootId) {
+        let Some(top) = self.stack.last_mut() else { return };
+        let Some(r) = top.resume.take() else { return };
+        top.clear_names();
+        let Some(fd) = top.fd.as_ref().map(AsRawFd::as_raw_fd) else { return };
+        // SAFETY: lseek on a descriptor this frame owns; no memory is passed.
+        let listed = if unsafe { libc::lseek(fd, r.pos, libc::SEEK_SET) } < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            self.list(fd, buf, root, r.xattr_whiteouts)
+        };
+        if let Err(e) = listed {
+            self.error(None, &io::Error::other(format!("cannot list the rest of the directory ({e})")));
+        }
+        if let Some(top) = self.stack.last_mut() {
+            top.order_by_name();
+        }
+        while self.pool.hungry() && self.share(root) {}
+    }
+
     /// Hands the shallowest open pending subdirectory to an idle worker, as an open descriptor; false when
     /// there is none.
     fn share(&mut self, root: RootId) -> bool {
@@ -505,6 +570,7 @@ impl Walker<'_, '_> {
         let mut name = Vec::new();
         let frame = &mut self.stack[i];
         frame.pop_name(&mut name);
+        self.held -= name.len();
         let parent = frame.fd.as_ref().map_or(-1, AsRawFd::as_raw_fd);
         let cname = CStr::from_bytes_with_nul(&name).unwrap_or(c"");
         let mut path = self.path[..self.stack[i].path_len].to_vec();
@@ -576,18 +642,35 @@ impl Walker<'_, '_> {
                 format!("directory moved or removed during the walk ({cause}); what was left below it is not counted");
             self.error(None, &io::Error::other(what));
         }
-        self.stack.truncate(reached + 1);
+        for lost in self.stack.drain(reached + 1..) {
+            self.held -= lost.names.len();
+        }
         if let Some(d) = fd {
             self.stack[reached].fd = Some(d);
         }
     }
 
-    fn list(&mut self, dirfd: RawFd, buf: &mut DentsBuf, root: RootId) -> io::Result<()> {
-        // The layer root is the upperdir itself, never a directory that replaced a lower one.
-        let is_root = self.stack.len() == 1 && self.path.is_empty();
-        let xattr_whiteouts = self.dir_xattrs(dirfd, !is_root);
+    /// Lists the directory on top of the stack from its descriptor's position: counts what is not a
+    /// directory, leaves the subdirectories pending on the frame. Once the walker holds
+    /// [`PENDING_NAMES`] of pending names and this directory holds [`DENTS_BUF_OVER`] of them, the listing
+    /// pauses at the end of a buffer and the frame records where (a [`Resume`]).
+    fn list(&mut self, dirfd: RawFd, buf: &mut DentsBuf, root: RootId, xattr_whiteouts: bool) -> io::Result<()> {
         loop {
-            let n = buf.fill(dirfd)?;
+            let over = self.held >= PENDING_NAMES;
+            // Only a directory with a part's worth of names of its own pauses: the small ones below a wide
+            // directory (which holds the budget) are listed whole, at most a small buffer over.
+            if over && self.stack.last().is_some_and(|f| f.names.len() >= DENTS_BUF_OVER) {
+                // SAFETY: lseek on the directory being listed; no memory is passed.
+                let pos = unsafe { libc::lseek(dirfd, 0, libc::SEEK_CUR) };
+                if pos >= 0 {
+                    if let Some(top) = self.stack.last_mut() {
+                        top.resume = Some(Resume { pos, xattr_whiteouts });
+                    }
+                    return Ok(());
+                }
+                // A directory whose position cannot be told is listed whole, as before.
+            }
+            let n = buf.fill_up_to(dirfd, if over { DENTS_BUF_OVER } else { DENTS_BUF })?;
             if n == 0 {
                 return Ok(());
             }
@@ -639,6 +722,7 @@ impl Walker<'_, '_> {
                 let top = self.stack.last_mut().expect("count runs inside a listed directory");
                 top.starts.push(top.names.len() as u32);
                 top.names.extend_from_slice(name.to_bytes_with_nul());
+                self.held += name.to_bytes_with_nul().len();
                 return;
             }
             libc::S_IFREG => {
@@ -966,7 +1050,14 @@ impl DentsBuf {
     }
 
     pub(crate) fn fill(&mut self, dirfd: RawFd) -> io::Result<usize> {
-        let n = unsafe { libc::syscall(libc::SYS_getdents64, dirfd, self.buf.as_mut_ptr(), DENTS_BUF) };
+        self.fill_up_to(dirfd, DENTS_BUF)
+    }
+
+    /// Reads entries of `dirfd` into the buffer, at most `len` bytes of them (at most the buffer's size).
+    pub(crate) fn fill_up_to(&mut self, dirfd: RawFd, len: usize) -> io::Result<usize> {
+        let len = len.min(DENTS_BUF);
+        // SAFETY: the buffer holds DENTS_BUF writable bytes, and the kernel writes at most `len` of them.
+        let n = unsafe { libc::syscall(libc::SYS_getdents64, dirfd, self.buf.as_mut_ptr(), len) };
         if n < 0 {
             return Err(io::Error::last_os_error());
         }
@@ -1094,6 +1185,57 @@ mod tests {
         let u = walk.take(0).expect("walk");
         // var, var/lib, var/lib/docker-old, srv, srv/var, srv/var/lib, srv/var/lib/docker, docker.
         assert_eq!((u.files, u.dirs, u.apparent_bytes), (4, 8, 7 + 11 + 13 + 1));
+    }
+
+    #[test]
+    fn a_directory_wider_than_the_pending_budget_is_walked_in_parts_each_entry_once() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let wide = tmp.path().join("wide");
+        // Names of 200 bytes: 3000 subdirectories are some 600 KB of names, over twice PENDING_NAMES.
+        let n = 3000;
+        let name = |i: usize| format!("{i:05}{}", "n".repeat(195));
+        for i in 0..n {
+            std::fs::create_dir_all(wide.join(name(i))).expect("mkdir");
+        }
+        assert!(n * 201 > 2 * super::PENDING_NAMES);
+        // Every 100th holds a chain deeper than the open-directory window, so the wide directory's descriptor
+        // is closed and reopened through `..` while its listing is paused; each chain ends in a 7-byte file,
+        // and every 10th subdirectory holds a 3-byte one.
+        let depth = super::OPEN_DIR_WINDOW + 12;
+        for i in (0..n).step_by(100) {
+            let mut d = wide.join(name(i));
+            for _ in 0..depth {
+                d.push("d");
+            }
+            std::fs::create_dir_all(&d).expect("mkdir chain");
+            std::fs::write(d.join("end"), b"1234567").expect("write");
+        }
+        for i in (0..n).step_by(10) {
+            std::fs::write(wide.join(name(i)).join("f"), b"abc").expect("write");
+        }
+        let chains = n / 100;
+        for threads in [1, 2] {
+            let spec = LayerSpec {
+                upperdir: Some(tmp.path().to_path_buf()),
+                xattrs: OverlayXattrs::Trusted,
+                beneath: None,
+                exclude: Vec::new(),
+            };
+            let walk = Walk::new(vec![spec], 3, None);
+            std::thread::scope(|s| {
+                walk.spawn_workers(s, threads - 1);
+                walk.work();
+            });
+            let u = walk.take(0).expect("walk");
+            assert_eq!(u.errors, 0, "{:?}", u.error_samples);
+            assert_eq!(u.dirs as usize, 1 + n + chains * depth, "{threads} thread(s)");
+            assert_eq!(u.files as usize, chains + n / 10);
+            assert_eq!(u.apparent_bytes as usize, 7 * chains + 3 * (n / 10));
+            // Equal sizes are cut by path, whatever the parts: the three first chains by name.
+            let top: Vec<&str> = u.top_files.iter().map(|t| t.path.as_str()).collect();
+            assert_eq!(top.len(), 3);
+            assert!(top[0].starts_with("/wide/00000n") && top[1].starts_with("/wide/00100n"), "{top:?}");
+        }
     }
 
     /// A small deterministic generator, so the test needs no crate and fails the same way every time.

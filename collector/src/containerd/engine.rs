@@ -364,7 +364,7 @@ impl Engine for ContainerdStore {
                 Some(&self.host_path),
             );
         }
-        settle_orphans(candidates, "containerd", host, findings)
+        settle_orphans(candidates, "containerd", &self.dir, host, findings)
     }
 
     fn identify_layer(&self, host_path: &Path) -> Option<MountLayer> {

@@ -22,14 +22,13 @@
 use super::layerdb::{list_dir, read_field};
 use super::DockerStore;
 use crate::digest::{chain_ids, is_hex64};
+use crate::engine::size_orphan;
 use crate::finding::Findings;
 use crate::mount_table::OverlayMount;
 use crate::mountinfo::MountEntry;
 use crate::report::Orphan;
-use crate::usage::{measure_writable_layer, OverlayXattrs};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Component, Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
@@ -74,30 +73,25 @@ struct Candidate {
 impl Candidate {
     fn measure(self, store: &DockerStore, findings: &mut Findings) -> Orphan {
         let host = host_path(store, &self.path);
-        let (apparent, allocated) = match fs::symlink_metadata(&self.path) {
-            Ok(m) if m.is_dir() => match measure_writable_layer(&self.path, OverlayXattrs::Trusted) {
-                Ok(u) => {
-                    if u.errors > 0 {
-                        findings.warn(
-                            "orphan_partly_unreadable",
-                            format!(
-                                "{} entries of an orphan could not be read, so its size is a lower bound; first: {}",
-                                u.errors,
-                                u.error_samples.join("; ")
-                            ),
-                            Some(&host),
-                        );
-                    }
-                    (u.apparent_bytes, u.allocated_bytes)
+        // Through the data root's descriptor, no symlink followed in any component: a component swapped
+        // for a link since the listing leads nowhere.
+        let (apparent, allocated) = match size_orphan(&store.dir, &self.path) {
+            Ok(u) => {
+                if u.errors > 0 {
+                    findings.warn(
+                        "orphan_partly_unreadable",
+                        format!(
+                            "{} entries of an orphan could not be read, so its size is a lower bound; first: {}",
+                            u.errors,
+                            u.error_samples.join("; ")
+                        ),
+                        Some(&host),
+                    );
                 }
-                Err(e) => {
-                    findings.warn("orphan_partly_unreadable", format!("cannot size an orphan: {e}"), Some(&host));
-                    (0, 0)
-                }
-            },
-            Ok(m) => (m.size(), m.blocks().saturating_mul(512)),
+                (u.apparent, u.allocated)
+            }
             Err(e) => {
-                findings.warn("orphan_partly_unreadable", format!("cannot size an orphan: {e}"), Some(&host));
+                findings.warn(e.code("orphan_partly_unreadable"), format!("cannot size an orphan: {e}"), Some(&host));
                 (0, 0)
             }
         };
@@ -212,7 +206,7 @@ impl<'a> Audit<'a> {
                     format!("named only by the unfinished layer transaction {}", host_path(store, &path).display()),
                 );
             }
-            transactions.push(Transaction { modified: mtime(&path), path, cache_id });
+            transactions.push(Transaction { modified: mtime(store, &path), path, cache_id });
         }
 
         let mut unreadable_entries = Vec::new();
@@ -273,7 +267,7 @@ impl<'a> Audit<'a> {
                 );
                 continue;
             }
-            let modified = mtime(&path);
+            let modified = mtime(self.store, &path);
             if self.is_recent(modified) {
                 findings.info(
                     "orphan_candidate_recent",
@@ -308,7 +302,7 @@ impl<'a> Audit<'a> {
                 ("stray_entry", "not a layer directory, and nothing in the data root names it".to_owned())
             } else if let Some(why) = self.leftover_refs.get(&name) {
                 ("layer_dir", format!("no layer or container names it; {why}"))
-            } else if fs::symlink_metadata(path.join("link")).is_err() {
+            } else if self.store.dir.metadata(&path.join("link")).is_err() {
                 (
                     "layer_dir_without_link",
                     "no layer or container names it and it has no link file: its creation was interrupted".to_owned(),
@@ -394,7 +388,7 @@ impl<'a> Audit<'a> {
                 continue;
             }
             let path = self.overlay2.join("l").join(short);
-            let modified = mtime(&path);
+            let modified = mtime(self.store, &path);
             if self.is_recent(modified) {
                 continue;
             }
@@ -420,7 +414,7 @@ impl<'a> Audit<'a> {
     /// `-removing` entries and stale transactions in the layer database.
     fn layerdb_leftovers(&self, found: &mut Vec<Candidate>, findings: &mut Findings) {
         for path in &self.store.layerdb.removing {
-            let modified = mtime(path);
+            let modified = mtime(self.store, path);
             if self.is_recent(modified) {
                 continue;
             }
@@ -482,7 +476,7 @@ impl<'a> Audit<'a> {
             }
         }
         for l in db.layers.values() {
-            if self.overlay2.join(&l.cache_id).exists() || self.is_recent(mtime(&l.path)) {
+            if self.overlay2.join(&l.cache_id).exists() || self.is_recent(mtime(self.store, &l.path)) {
                 continue;
             }
             let dir = self.store.host_layer_dir(&l.cache_id);
@@ -509,7 +503,7 @@ impl<'a> Audit<'a> {
                         l.chain_id,
                         dir.display()
                     ),
-                    modified: mtime(&l.path),
+                    modified: mtime(self.store, &l.path),
                 }),
             }
         }
@@ -521,8 +515,10 @@ fn is_layer_dir_name(name: &str) -> bool {
     is_hex64(name.strip_suffix("-init").unwrap_or(name))
 }
 
-fn mtime(path: &Path) -> Option<SystemTime> {
-    fs::symlink_metadata(path).and_then(|m| m.modified()).ok()
+fn mtime(store: &DockerStore, path: &Path) -> Option<SystemTime> {
+    let st = store.dir.metadata(path).ok()?;
+    let secs = u64::try_from(st.st_mtime).ok()?;
+    Some(std::time::UNIX_EPOCH + Duration::new(secs, u32::try_from(st.st_mtime_nsec).unwrap_or(0)))
 }
 
 /// The host's name for a path this process reads under the data root.

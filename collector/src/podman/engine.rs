@@ -391,7 +391,7 @@ impl Engine for PodmanStore {
                 });
             }
         }
-        settle_orphans(candidates, "podman", host, findings)
+        settle_orphans(candidates, "podman", &self.dir, host, findings)
     }
 
     fn identify_layer(&self, host_path: &Path) -> Option<MountLayer> {
