@@ -371,22 +371,42 @@ fn sparse_files_adding_past_i64_are_capped_with_a_finding_not_wrapped() {
     assert_eq!(findings(&r, "size_capped").len(), 1, "{}", r["findings"]);
 }
 
-#[test]
-fn a_file_sink_that_runs_out_of_space_leaves_only_whole_lines() {
-    let tmp = tempfile::tempdir().expect("temp dir");
-    let host = tmp.path().join("host");
+/// A host tree at `host` (mount table: its root only) with a Docker data root holding `n` read-write
+/// layers, each named by a container's `mount-id` (container ids from `cid_base`, layer ids from `rw_base`)
+/// and with an empty `diff`; no container record. Returns the data root and each container's id with its
+/// layer's `diff`.
+fn docker_root_with_rw_layers(
+    host: &Path,
+    n: usize,
+    cid_base: usize,
+    rw_base: usize,
+) -> (PathBuf, Vec<(String, PathBuf)>) {
     write(&host.join("proc/1/mountinfo"), "1 0 8:1 / / rw,relatime - ext4 /dev/vda rw\n");
     let d = host.join("var/lib/docker");
     fs::create_dir_all(d.join("image/overlay2/layerdb/sha256")).expect("mkdir");
     fs::create_dir_all(d.join("overlay2/l")).expect("mkdir");
+    let ids = (0..n)
+        .map(|i| {
+            let (cid, rw) = (format!("{:064x}", cid_base + i), format!("{:064x}", rw_base + i));
+            write(&d.join("image/overlay2/layerdb/mounts").join(&cid).join("mount-id"), &rw);
+            let upper = d.join("overlay2").join(&rw).join("diff");
+            fs::create_dir_all(&upper).expect("mkdir");
+            (cid, upper)
+        })
+        .collect();
+    (d, ids)
+}
+
+#[test]
+fn a_file_sink_that_runs_out_of_space_leaves_only_whole_lines() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let host = tmp.path().join("host");
     // Twenty containers with labels long enough that a 64 KiB file fills within a few scans, mid-event.
-    for i in 0..20 {
-        let (cid, rw) = (format!("{:064x}", 0x1000 + i), format!("{:064x}", 0x2000 + i));
-        write(&d.join("image/overlay2/layerdb/mounts").join(&cid).join("mount-id"), &rw);
-        fs::create_dir_all(d.join("overlay2").join(&rw).join("diff")).expect("mkdir");
+    let (d, layers) = docker_root_with_rw_layers(&host, 20, 0x1000, 0x2000);
+    for (i, (cid, _)) in layers.iter().enumerate() {
         let label = "v".repeat(300 + i * 13);
         write(
-            &d.join("containers").join(&cid).join("config.v2.json"),
+            &d.join("containers").join(cid).join("config.v2.json"),
             &format!(r#"{{"ID":"{cid}","Name":"/c{i}","Config":{{"Labels":{{"l":"{label}"}}}}}}"#),
         );
     }
@@ -432,20 +452,15 @@ fn a_file_sink_that_runs_out_of_space_leaves_only_whole_lines() {
 /// A Docker root of `n` containers under `host/var/lib/docker` and an empty mount table; returns the
 /// writable layers' directories (where this process reads them).
 fn docker_host(host: &Path, n: usize) -> Vec<PathBuf> {
-    write(&host.join("proc/1/mountinfo"), "1 0 8:1 / / rw,relatime - ext4 /dev/vda rw\n");
-    let d = host.join("var/lib/docker");
-    fs::create_dir_all(d.join("image/overlay2/layerdb/sha256")).expect("mkdir");
-    fs::create_dir_all(d.join("overlay2/l")).expect("mkdir");
-    (0..n)
-        .map(|i| {
-            let (cid, rw) = (format!("{:064x}", 0x7000 + i), format!("{:064x}", 0x8000 + i));
-            write(&d.join("image/overlay2/layerdb/mounts").join(&cid).join("mount-id"), &rw);
+    let (d, layers) = docker_root_with_rw_layers(host, n, 0x7000, 0x8000);
+    layers
+        .into_iter()
+        .enumerate()
+        .map(|(i, (cid, upper))| {
             write(
                 &d.join("containers").join(&cid).join("config.v2.json"),
                 &format!(r#"{{"ID":"{cid}","Name":"/c{i}"}}"#),
             );
-            let upper = d.join("overlay2").join(&rw).join("diff");
-            fs::create_dir_all(&upper).expect("mkdir");
             upper
         })
         .collect()
@@ -621,15 +636,7 @@ fn report_after_mounting(setup: &str, host: &Path, args: &[&str], no_openat2: bo
 fn run_logs_repeated_warnings_as_a_few_lines_and_a_count_once() {
     let tmp = tempfile::tempdir().expect("temp dir");
     let host = tmp.path().join("host");
-    write(&host.join("proc/1/mountinfo"), "1 0 8:1 / / rw,relatime - ext4 /dev/vda rw\n");
-    let d = host.join("var/lib/docker");
-    fs::create_dir_all(d.join("image/overlay2/layerdb/sha256")).expect("mkdir");
-    fs::create_dir_all(d.join("overlay2/l")).expect("mkdir");
-    for i in 0..20 {
-        let (cid, rw) = (format!("{:064x}", 0x9000 + i), format!("{:064x}", 0xa000 + i));
-        write(&d.join("image/overlay2/layerdb/mounts").join(&cid).join("mount-id"), &rw);
-        fs::create_dir_all(d.join("overlay2").join(&rw).join("diff")).expect("mkdir");
-    }
+    docker_root_with_rw_layers(&host, 20, 0x9000, 0xa000);
     let config = crate::agent::empty_config(tmp.path());
     let root = host.to_str().expect("utf-8");
     let agent = crate::agent::Agent::start(&["--config", &config, "--root", root, "--interval", "1s"], &[]);
