@@ -24,9 +24,21 @@ pub fn add_data_root_parts(report: &mut Report, opts: &ScanOptions) {
             report.volumes = crate::docker::volumes::volume_reports(&store, &mut findings);
             report.build_cache = crate::docker::buildcache::build_cache_records(&store, &mut findings);
             layer_sizes = store.layerdb.layers.values().map(|l| (l.chain_id.clone(), l.size.unwrap_or(0))).collect();
+            // The writable layers the scan walked completely are not walked again: their `diff` directories
+            // are left out of this walk and their allocated bytes (each counting its directory too, as `du`
+            // does) added, which gives what one walk of everything gives.
+            let (exclude, walked) = walked_writable_layers(report, opts, &store.root.path);
             let walk = crate::walk::WalkOptions { threads: opts.threads, xattrs: OverlayXattrs::Trusted, top_files: 0 };
-            match crate::walk::measure_layers(&[Some(store.root.path.clone())], walk, None).pop() {
-                Some(Ok(u)) => report.totals.data_root_allocated_bytes = u.allocated_bytes,
+            let spec = crate::walk::LayerSpec {
+                upperdir: Some(store.root.path.clone()),
+                xattrs: OverlayXattrs::Trusted,
+                beneath: None,
+                exclude,
+            };
+            match crate::walk::measure_specs(vec![spec], walk, None).pop() {
+                Some(Ok(u)) => {
+                    report.totals.data_root_allocated_bytes = crate::bytes::add(u.allocated_bytes, walked);
+                }
                 Some(Err(e)) => findings.warn("data_root_unmeasured", e.to_string(), Some(&opts.docker_root)),
                 None => {}
             }
@@ -44,6 +56,48 @@ pub fn add_data_root_parts(report: &mut Report, opts: &ScanOptions) {
         *report.totals.findings.entry(sev.unwrap_or_default()).or_insert(0) += 1;
         report.findings.push(f);
     }
+}
+
+/// The `diff` directories (relative to the Docker data root) of the containers' writable layers that the
+/// scan walked without an error, and their allocated bytes in all. A layer walked twice (two containers
+/// naming one layer) is left out once and counted once.
+fn walked_writable_layers(
+    report: &Report,
+    opts: &ScanOptions,
+    data_root: &std::path::Path,
+) -> (Vec<std::path::PathBuf>, u64) {
+    use std::os::unix::fs::MetadataExt;
+    let root_dev = std::fs::symlink_metadata(data_root).ok().map(|m| m.dev());
+    let mut seen = HashSet::new();
+    let mut total = 0;
+    for c in &report.containers {
+        if c.runtime != "docker" || c.nested_in.is_some() {
+            continue;
+        }
+        let Some(w) = c.writable.as_ref() else { continue };
+        let upper = &w.upperdir;
+        let Ok(rel) = std::path::Path::new(upper).strip_prefix(&opts.docker_root) else { continue };
+        // Only a layer's own `overlay2/<id>/diff`, walked whole: an excluded directory must be exactly what
+        // the scan counted.
+        let parts: Vec<_> = rel.components().collect();
+        if parts.len() != 3 || parts[0].as_os_str() != "overlay2" || parts[2].as_os_str() != "diff" {
+            continue;
+        }
+        if w.usage.errors > 0 || w.usage.mount_points > 0 || !w.nested_engines.is_empty() {
+            continue;
+        }
+        // On the data root's own file system (a layer with a file system of its own mounted there is not
+        // crossed by the data root's walk, as `du -x` does not cross it).
+        let read = under_root(&opts.root, std::path::Path::new(upper));
+        let same_fs = match (std::fs::symlink_metadata(&read), root_dev) {
+            (Ok(m), Some(dev)) => m.is_dir() && m.dev() == dev,
+            _ => false,
+        };
+        if same_fs && seen.insert(rel.to_path_buf()) {
+            total = crate::bytes::add(total, w.usage.allocated_bytes);
+        }
+    }
+    (seen.into_iter().collect(), total)
 }
 
 /// Every section's reclaimable bytes; `layer_sizes` are the Docker store's own layer sizes by ChainID.

@@ -85,6 +85,16 @@ pub fn measure_layers(
         .iter()
         .map(|p| LayerSpec { upperdir: p.clone(), xattrs: opts.xattrs, beneath: None, exclude: Vec::new() })
         .collect();
+    measure_specs(specs, opts, after_list)
+}
+
+/// [`measure_layers`] of layers given as [`LayerSpec`]s (with exclusions, say); `opts.xattrs` is not used.
+pub fn measure_specs(
+    specs: Vec<LayerSpec>,
+    opts: WalkOptions,
+    after_list: Option<AfterList<'_>>,
+) -> Vec<Result<WritableUsage, UsageError>> {
+    let n = specs.len();
     let walk = Walk::new(specs, opts.top_files, after_list);
     // Not capped at the number of layers: idle workers are handed subtrees, so one big layer keeps every
     // worker busy (and, on a cold cache, as many reads in flight).
@@ -93,7 +103,7 @@ pub fn measure_layers(
         walk.spawn_workers(s, workers - 1);
         walk.work();
     });
-    (0..upperdirs.len()).map(|i| walk.take(i)).collect()
+    (0..n).map(|i| walk.take(i)).collect()
 }
 
 /// Walker threads per CPU when `threads` is 0. Warm, the walk is CPU-bound and extra threads cost no CPU
