@@ -172,6 +172,29 @@ pub fn analyze_layer(
     xattrs: OverlayXattrs,
     budget: &Budget,
 ) -> Result<LayerAnalysis, CopyUpError> {
+    analyze(upper, lowers, xattrs, budget, false)
+}
+
+/// [`analyze_layer`] for its `copy_ups`, `shadowed` and `errors` only, as the report needs them: a directory
+/// of the layer that no lower layer has (where a container writes its own data, typically all of it) holds
+/// no copy-up and hides nothing, so it is not entered. The layer's own `files`, `bytes`, `whiteouts`,
+/// `opaque_dirs` and `largest` then leave those directories out.
+pub fn analyze_copy_ups(
+    upper: &Path,
+    lowers: &[PathBuf],
+    xattrs: OverlayXattrs,
+    budget: &Budget,
+) -> Result<LayerAnalysis, CopyUpError> {
+    analyze(upper, lowers, xattrs, budget, true)
+}
+
+fn analyze(
+    upper: &Path,
+    lowers: &[PathBuf],
+    xattrs: OverlayXattrs,
+    budget: &Budget,
+    only_over_lowers: bool,
+) -> Result<LayerAnalysis, CopyUpError> {
     let upper_root = open_root(upper).map_err(|source| CopyUpError { path: upper.to_owned(), source })?;
     let mut a = Analyzer {
         xattrs,
@@ -180,6 +203,7 @@ pub fn analyze_layer(
         seen: HashSet::new(),
         lower_roots: Vec::new(),
         held: 0,
+        only_over_lowers,
     };
     for l in lowers {
         match open_root(l) {
@@ -226,7 +250,7 @@ pub fn analyze_containers(report: &mut crate::report::Report, root: &Path, budge
             s.spawn(|| loop {
                 let k = next.fetch_add(1, Ordering::Relaxed);
                 let Some((i, upper, lowers)) = jobs.get(k) else { break };
-                let r = analyze_layer(upper, lowers, OverlayXattrs::Trusted, budget);
+                let r = analyze_copy_ups(upper, lowers, OverlayXattrs::Trusted, budget);
                 results.lock().unwrap_or_else(|p| p.into_inner()).push((*i, r));
             });
         }
@@ -284,6 +308,8 @@ struct Analyzer<'b> {
     lower_roots: Vec<Option<OwnedFd>>,
     /// Bytes of paths in the pending directories.
     held: usize,
+    /// [`analyze_copy_ups`]: directories no lower layer shows through are not entered.
+    only_over_lowers: bool,
 }
 
 /// A directory still to analyse: its path below the layer root, the lower layers whose directory at that
@@ -476,6 +502,9 @@ impl Analyzer<'_> {
     }
 
     fn queue(&mut self, pending: &mut Vec<Pending>, rel: Vec<u8>, visible: Vec<usize>) {
+        if self.only_over_lowers && visible.is_empty() {
+            return;
+        }
         self.held += rel.len();
         pending.push(Pending { rel, visible, resume: None });
     }
@@ -832,6 +861,35 @@ mod tests {
         assert_eq!((c.unverified_files, c.dirs, c.symlinks, c.identical_symlinks), (0, 1, 1, 1));
         assert_eq!(c.compared_bytes, 11 + 4);
         assert_eq!(a.files, 5);
+    }
+
+    #[test]
+    fn the_reports_analysis_skips_directories_no_lower_has_and_finds_the_same_copy_ups() {
+        let t = tempfile::tempdir().expect("tempdir");
+        let (l1, l2, upper) = (t.path().join("l1"), t.path().join("l2"), t.path().join("upper"));
+        write(&l2.join("etc/conf"), b"0123456789");
+        write(&l2.join("usr/lib/big"), &[7; 5000]);
+        write(&l1.join("usr/lib/other"), &[1; 300]);
+        write(&l2.join("var/cache/x"), &[2; 70]);
+        write(&upper.join("etc/conf"), b"0123456789");
+        write(&upper.join("usr/lib/big"), &[8; 5000]);
+        whiteout(&upper.join("usr/lib/other"));
+        fs::create_dir_all(upper.join("var")).expect("mkdir");
+        whiteout(&upper.join("var/cache"));
+        // The container's own data: directories no lower layer has.
+        for d in ["data/a/b", "data/c"] {
+            write(&upper.join(d).join("f"), &[3; 100]);
+        }
+        write(&upper.join("usr/lib/new/f"), &[4; 100]);
+        let lowers = [l1, l2];
+        let full = analyze_layer(&upper, &lowers, OverlayXattrs::Trusted, &Budget::new(1 << 20)).expect("full");
+        let fast = analyze_copy_ups(&upper, &lowers, OverlayXattrs::Trusted, &Budget::new(1 << 20)).expect("fast");
+        assert_eq!(fast.copy_ups, full.copy_ups);
+        assert_eq!(fast.shadowed, full.shadowed);
+        assert_eq!((fast.errors, full.errors), (0, 0));
+        assert_eq!((full.copy_ups.files, full.copy_ups.identical_files, full.shadowed.bytes), (2, 1, 300 + 70));
+        // Only the layer's own files under directories a lower layer has were listed: etc/conf, usr/lib/big.
+        assert_eq!((full.files, fast.files), (5, 2));
     }
 
     #[test]
