@@ -782,3 +782,31 @@ fn a_directory_of_many_long_named_subdirectories_is_walked_in_bounded_memory() {
     let grown = wide_kib.saturating_sub(small_kib);
     assert!(grown < 6 * 1024, "peak RSS grew by {grown} KiB ({small_kib} -> {wide_kib} KiB)");
 }
+
+/// A Docker short link is checked where it leads without following any link: `l/X -> ../<id>/diff` where
+/// `overlay2/<id>` is itself a link to a directory outside the store is dangling (a layer directory that is
+/// a link is not Docker's), and the directory outside is never reached through it; a short link to a real
+/// layer directory, the same layer's, is not.
+#[test]
+fn a_short_link_through_a_linked_layer_directory_is_dangling_and_not_followed() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let host = tmp.path().join("host");
+    docker_host(&host, 1);
+    let o2 = host.join("var/lib/docker/overlay2");
+    let outside = tmp.path().join("outside");
+    write(&outside.join("diff/secret"), "x");
+    let linked = "e".repeat(64);
+    symlink(&outside, o2.join(&linked)).expect("symlink the layer directory");
+    let short = "ABCDEFGHIJKLMNOPQRSTUVWXYZ";
+    symlink(format!("../{linked}/diff"), o2.join("l").join(short)).expect("short link");
+    let (r, raw) = report(&host, &["--orphan-min-age", "0"]);
+    let dangling: Vec<&str> = r["orphans"]
+        .as_array()
+        .expect("orphans")
+        .iter()
+        .filter(|o| o["kind"] == "short_link_dangling")
+        .filter_map(|o| o["path"].as_str())
+        .collect();
+    assert_eq!(dangling, vec![format!("/var/lib/docker/overlay2/l/{short}")], "{raw}");
+    assert!(!raw.contains("outside"), "the linked directory was reported: {raw}");
+}

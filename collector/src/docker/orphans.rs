@@ -28,7 +28,6 @@ use crate::mount_table::OverlayMount;
 use crate::mountinfo::MountEntry;
 use crate::report::Orphan;
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::fs;
 use std::path::{Component, Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
@@ -392,8 +391,9 @@ impl<'a> Audit<'a> {
             if self.is_recent(modified) {
                 continue;
             }
-            // Following the link, as the kernel would when mounting through it.
-            if fs::metadata(&path).is_err() {
+            // Where the kernel would go when mounting through the link (its target, `../<cache>/diff`, was
+            // checked when it was read), looked up beneath the store with no link followed, like every read.
+            if self.store.dir.metadata(&self.overlay2.join(cache.as_str()).join("diff")).is_err() {
                 found.push(Candidate {
                     path,
                     kind: "short_link_dangling",
