@@ -172,16 +172,22 @@ fn a_rootless_layer_naming_a_path_outside_its_store_is_never_walked() {
     }
 }
 
-#[test]
-fn a_lower_file_linked_to_a_secret_is_refused_and_not_printed() {
-    let tmp = tempfile::tempdir().expect("temp dir");
-    let (host, s) = host_with_rootless_store(tmp.path());
-    let secret = tmp.path().join("root-only/id_ed25519");
+/// Replaces the `lower` file of the user's store `s` (made by [`host_with_rootless_store`]) with a symlink
+/// to a root-only secret made under `tmp`, as a user who wants it printed would.
+fn link_lower_file_to_a_secret(tmp: &Path, s: &Path) {
+    let secret = tmp.join("root-only/id_ed25519");
     write(&secret, "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQ\n");
     fs::set_permissions(&secret, fs::Permissions::from_mode(0o600)).expect("chmod");
     let lower = s.join("overlay").join(RW).join("lower");
     fs::remove_file(&lower).expect("rm");
     symlink(&secret, &lower).expect("symlink");
+}
+
+#[test]
+fn a_lower_file_linked_to_a_secret_is_refused_and_not_printed() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let (host, s) = host_with_rootless_store(tmp.path());
+    link_lower_file_to_a_secret(tmp.path(), &s);
 
     let (r, raw) = report(&host, &[]);
     let refused = findings(&r, "metadata_refused");
@@ -685,12 +691,7 @@ fn a_symlink_in_a_writable_layer_never_makes_a_nested_engine() {
 fn without_openat2_the_component_walk_refuses_links_and_reads_the_rest() {
     let tmp = tempfile::tempdir().expect("temp dir");
     let (host, s) = host_with_rootless_store(tmp.path());
-    let secret = tmp.path().join("root-only/id_ed25519");
-    write(&secret, "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQ\n");
-    fs::set_permissions(&secret, fs::Permissions::from_mode(0o600)).expect("chmod");
-    let lower = s.join("overlay").join(RW).join("lower");
-    fs::remove_file(&lower).expect("rm");
-    symlink(&secret, &lower).expect("symlink");
+    link_lower_file_to_a_secret(tmp.path(), &s);
     // A link in a component on the way: overlay-images is a link to a directory elsewhere.
     let elsewhere = tmp.path().join("elsewhere");
     write(&elsewhere.join("images.json"), &format!(r#"[{{"id":"{EVIL}","names":["evil:1"],"layer":"{BASE}"}}]"#));
